@@ -1,0 +1,155 @@
+"""ShuffleNetV2-style choice blocks SNB-3/5/7 and SXB-3 (SPEC §1).
+
+A :class:`ChoiceBlock` is an ordinary module: built at width ``mid`` it is the block of a subnet.
+Built at the maximum width it is one of the supernet's four choices, and ``forward_sliced(x, mid)``
+runs it at any narrower width by using the first ``mid`` channels of every width-dependent
+tensor. Every such tensor is sliced as a *prefix in every dimension*, so extracting a subnet block
+is ``dst = src[:n0, :n1, ...]`` for each parameter and buffer (:meth:`ChoiceBlock.narrowed`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ops import SqueezeExcite, activation, channel_split
+from .space import BLOCK_KERNELS
+
+
+def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+
+
+class ChoiceBlock(nn.Module):
+    """One choice block.
+
+    stride 1: even input channels pass through, odd ones go through the main branch (in = out).
+    stride 2: a projection branch (dw k x k s2 -> BN -> pw -> BN -> act) beside a main branch
+    that takes all inputs and makes ``out - in`` channels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        block_gene: int,
+        mid: int,
+        act: str = "relu",
+        use_se: bool = False,
+    ) -> None:
+        super().__init__()
+        if stride == 1 and in_channels != out_channels:
+            raise ValueError("a stride-1 choice block needs in_channels == out_channels")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.block_gene, self.mid = stride, block_gene, mid
+        k = BLOCK_KERNELS[block_gene]
+        main_in = in_channels // 2 if stride == 1 else in_channels
+        main_out = out_channels // 2 if stride == 1 else out_channels - in_channels
+
+        if block_gene == 3:  # SXB-3: three (dw3 -> BN -> pw -> BN -> act) units
+            layers = [
+                *conv_bn(main_in, main_in, 3, stride, groups=main_in),
+                *conv_bn(main_in, mid), activation(act),
+                *conv_bn(mid, mid, 3, groups=mid),
+                *conv_bn(mid, mid), activation(act),
+                *conv_bn(mid, mid, 3, groups=mid),
+                *conv_bn(mid, main_out), activation(act),
+            ]  # fmt: skip
+        else:  # SNB-k: pw -> BN -> act -> dw k x k -> BN -> pw -> BN -> act
+            layers = [
+                *conv_bn(main_in, mid), activation(act),
+                *conv_bn(mid, mid, k, stride, groups=mid),
+                *conv_bn(mid, main_out), activation(act),
+            ]  # fmt: skip
+        self.main = nn.Sequential(*layers)
+        self.se = SqueezeExcite(main_out) if use_se else None
+        if stride == 2:
+            self.proj = nn.Sequential(
+                *conv_bn(in_channels, in_channels, k, 2, groups=in_channels),
+                *conv_bn(in_channels, in_channels),
+                activation(act),
+            )
+        else:
+            self.proj = None
+
+    def _branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.proj is None:
+            return channel_split(x)
+        return self.proj(x), x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_proj, x_main = self._branches(x)
+        y = self.main(x_main)
+        if self.se is not None:
+            y = self.se(y)
+        return torch.cat((x_proj, y), 1)
+
+    def forward_sliced(self, x: torch.Tensor, mid: int) -> torch.Tensor:
+        """Run the main branch at width ``mid`` <= ``self.mid``: compute follows the width."""
+        if mid == self.mid:
+            return self.forward(x)
+        x_proj, y = self._branches(x)
+        last_conv = self.main[-3]  # ... conv, BN, act
+        c = y.shape[1]
+        for m in self.main:
+            if isinstance(m, nn.Conv2d):
+                if m.groups > 1:  # depthwise: as wide as its input
+                    w, groups = m.weight[:c], c
+                else:
+                    cout = m.out_channels if m is last_conv else mid
+                    w, groups = m.weight[:cout, :c], 1
+                y = F.conv2d(y, w, None, m.stride, m.padding, 1, groups)
+                c = y.shape[1]
+            elif isinstance(m, nn.BatchNorm2d):
+                y = _sliced_batch_norm(m, y, c)
+            else:
+                y = m(y)
+        if self.se is not None:
+            y = self.se(y)
+        return torch.cat((x_proj, y), 1)
+
+    def narrowed(self, mid: int) -> "ChoiceBlock":
+        """A new block at width ``mid`` whose weights are copies of this block's first channels."""
+        first = next(self.parameters())
+        with torch.device(first.device):
+            block = ChoiceBlock(
+                self.in_channels, self.out_channels, self.stride, self.block_gene, mid,
+                _act_name(self), self.se is not None,
+            )  # fmt: skip
+        block.to(first.dtype)
+        src = self.state_dict()
+        dst = block.state_dict()
+        with torch.no_grad():
+            for name, t in dst.items():
+                t.copy_(src[name][tuple(slice(0, n) for n in t.shape)])
+        block.train(self.training)
+        return block
+
+
+def _act_name(block: ChoiceBlock) -> str:
+    return "hswish" if any(isinstance(m, nn.Hardswish) for m in block.main) else "relu"
+
+
+def _sliced_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, c: int) -> torch.Tensor:
+    """``bn`` on the first ``c`` channels; updates those running statistics in place."""
+    training = bn.training or bn.running_mean is None
+    momentum = bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if momentum is None:  # cumulative average, as nn.BatchNorm2d does
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return F.batch_norm(
+        x,
+        bn.running_mean[:c] if bn.running_mean is not None else None,
+        bn.running_var[:c] if bn.running_var is not None else None,
+        bn.weight[:c],
+        bn.bias[:c],
+        training,
+        momentum if momentum is not None else 0.0,
+        bn.eps,
+    )

@@ -1,0 +1,43 @@
+"""The ``spos`` command line: a thin layer over the library (one module per command group)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import SposError
+
+#: Command modules under spos.cli; each has ``register(subparsers)`` setting ``func`` per command.
+COMMAND_MODULES = ("count", "train", "search", "deploy", "pipeline")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spos",
+        description="Single Path One-Shot NAS: train a supernet, search it, train and ship the winner.",
+    )
+    parser.add_argument("--version", action="version", version=f"spos {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:  # TODO(before release): remove once all modules exist
+            if e.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SposError as e:
+        print(f"spos: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spos: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,65 @@
+"""``spos count``: MACs, parameters and scores of an architecture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import archs
+from ..costs import count_micronet, cost_table
+from ..space import BLOCK_NAMES, SCALES
+from ..supernet import SubNet
+from .common import add_space_args, space_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "count",
+        help="MACs / params / scores of an arch or zoo model",
+        description="Count MACs (SPEC §3 convention), parameters, the Σ normalized score and the "
+        "MicroNet score of an arch string (BLOCKS:CHANNELS) or zoo name (oneshot, oneshot+, oneshot-s+).",
+    )
+    p.add_argument("arch", metavar="ARCH_OR_ZOO_NAME")
+    add_space_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def count_arch(text: str, space=None) -> dict:
+    """The figures ``spos count`` prints, as a dict (library entry point)."""
+    arch, space = archs.resolve(text, space)
+    costs = cost_table(space)(arch)
+    micro = count_micronet(SubNet(space, arch), space.input_size, space.input_channels)
+    return {
+        "arch": str(arch),
+        "macs": costs.macs,
+        "params": costs.params,
+        "sigma_score": round(costs.sigma_score, 6),
+        "micronet_params": micro.params,
+        "micronet_mults": micro.mults,
+        "micronet_adds": micro.adds,
+        "micronet_score": round(micro.score, 6),
+        "use_se": space.use_se,
+        "last_conv_after_pooling": space.last_conv_after_pooling,
+        "input_size": space.input_size,
+        "num_classes": space.num_classes,
+        "blocks": [BLOCK_NAMES[b] for b in arch.blocks],
+        "scales": [SCALES[c] for c in arch.channels],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    result = count_arch(args.arch, space_from_args(args))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"arch            {result['arch']}")
+    print(f"MACs            {result['macs']:,} ({result['macs'] / 1e6:.2f}M)")
+    print(f"params          {result['params']:,} ({result['params'] / 1e6:.3f}M)")
+    print(f"sigma score     {result['sigma_score']:.4f}  (MACs/328M + params/3.4M)")
+    print(
+        f"MicroNet        {result['micronet_params'] / 1e6:.3f}M params, "
+        f"{result['micronet_mults'] / 1e6:.1f}M mults, {result['micronet_adds'] / 1e6:.1f}M adds, "
+        f"score {result['micronet_score']:.4f}"
+    )
+    return 0

@@ -1,0 +1,45 @@
+"""Named architectures from SPEC §2 (usable wherever an arch is accepted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SposError
+from .space import Arch, SearchSpace
+
+_ONESHOT = Arch.parse("0031-1100-20211020-2132:6535-2634-25754674-4543")
+_ONESHOT_S_PLUS = Arch.parse("0001-0010-32012212-0020:8768-5734-24234566-3346")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    arch: Arch
+    use_se: bool
+    last_conv_after_pooling: bool
+    description: str
+
+    def space(self, **kwargs) -> SearchSpace:
+        """The oneshot search space with this model's options (overridable, e.g. num_classes)."""
+        opts = {"use_se": self.use_se, "last_conv_after_pooling": self.last_conv_after_pooling}
+        opts.update(kwargs)
+        # The zoo's channel genes need not lie in the default searchable range.
+        opts.setdefault("channel_genes", tuple(range(10)))
+        return SearchSpace(**opts)
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in (
+        ZooEntry("oneshot", _ONESHOT, False, False, "SPOS paper, 327.9M MACs, 74.0% top-1"),
+        ZooEntry("oneshot+", _ONESHOT, True, True, "OneShot with SE and MobileNetV3 head, 75.2%"),
+        ZooEntry("oneshot-s+", _ONESHOT_S_PLUS, True, True, "searched with SE, 291.5M MACs, 75.8%"),
+    )
+}
+
+
+def get(name: str) -> ZooEntry:
+    key = name.lower()
+    if key not in ZOO:
+        raise SposError(f"unknown zoo model {name!r}; known: {', '.join(ZOO)}")
+    return ZOO[key]

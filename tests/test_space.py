@@ -1,0 +1,100 @@
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spos import zoo
+from spos.space import (
+    Arch, ArchError, SearchSpace, crossover, largest, mid_channels, mutate, sample, smallest,
+)  # fmt: skip
+from spos.errors import SposError
+
+SPACE = SearchSpace()
+
+
+def test_oneshot_mid_channels_match_spec():
+    e = zoo.get("oneshot")
+    mids = [SPACE.mid(i, c) for i, c in enumerate(e.arch.channels)]
+    assert mids == [44, 38, 25, 38, 48, 112, 64, 80, 96, 192, 256, 192, 160, 224, 256, 160,
+                    320, 384, 320, 256]  # fmt: skip
+    s = zoo.get("oneshot-s+")
+    mids = [SPACE.mid(i, c) for i, c in enumerate(s.arch.channels)]
+    assert mids == [57, 51, 44, 57, 96, 128, 64, 80, 96, 160, 96, 128, 160, 192, 224, 224,
+                    256, 256, 320, 448]  # fmt: skip
+
+
+def test_mid_uses_exact_integer_scaling():
+    # float gives int(45 * 1.4) == 62; the SPEC's formula means 63
+    assert mid_channels(90, 6) == 63
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_arch_string_round_trips(seed):
+    arch = sample(SPACE, random.Random(seed))
+    assert Arch.parse(str(arch)) == arch
+    assert Arch.parse(str(arch).replace("-", "")) == arch
+
+
+def test_parse_reports_position_and_allowed_values():
+    with pytest.raises(ArchError, match="position 3.*allowed 0..3"):
+        Arch.parse("0004-0000-00000000-0000:5555-5555-55555555-5555")
+    with pytest.raises(ArchError, match="20 block genes"):
+        Arch.parse("000:555")
+    with pytest.raises(ArchError, match="position 0 is not allowed.*allowed: 2 \\(0.6\\)"):
+        Arch.parse("0000-0000-00000000-0000:0555-5555-55555555-5555").validate(SPACE)
+    with pytest.raises(ArchError, match="BLOCKS:CHANNELS"):
+        Arch.parse("nonsense")
+    with pytest.raises(ArchError, match="contain 'x'"):
+        Arch.parse("000x-0000-00000000-0000:5555-5555-55555555-5555")
+    with pytest.raises(SposError, match="unknown zoo model 'nope'"):
+        zoo.get("nope")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["block", "channel", "joint"]))
+def test_genetic_operators_stay_in_space_and_respect_fixed_half(seed, genes):
+    rng = random.Random(seed)
+    a, b = sample(SPACE, rng), sample(SPACE, rng)
+    for child in (mutate(a, SPACE, rng, 0.5, genes), crossover(a, b, rng, genes)):
+        child.validate(SPACE)
+        if genes == "block":
+            assert child.channels == a.channels
+        if genes == "channel":
+            assert child.blocks == a.blocks
+
+
+def test_genetic_operators_are_pure_functions_of_the_rng():
+    a = sample(SPACE, random.Random(1))
+    b = sample(SPACE, random.Random(2))
+    assert mutate(a, SPACE, random.Random(3)) == mutate(a, SPACE, random.Random(3))
+    assert crossover(a, b, random.Random(4)) == crossover(a, b, random.Random(4))
+    child = crossover(a, b, random.Random(5))
+    assert all(c in (x, y) for c, x, y in zip(child.blocks, a.blocks, b.blocks))
+
+
+def test_sample_is_uniform_enough():
+    rng = random.Random(0)
+    counts = [0] * 4
+    for _ in range(500):
+        for g in sample(SPACE, rng).blocks:
+            counts[g] += 1
+    assert min(counts) > 0.2 * 10000 and max(counts) < 0.3 * 10000
+
+
+def test_space_rejects_bad_geometry_with_a_fix():
+    with pytest.raises(SposError, match="too small"):
+        SearchSpace(input_size=4)
+    with pytest.raises(SposError, match="stride-2 main branch would get 0"):
+        SearchSpace.preset("oneshot", width=0.25)
+    with pytest.raises(SposError, match="unknown layout"):
+        SearchSpace.preset("resnet")
+
+
+def test_space_dict_round_trip_and_presets():
+    s = SearchSpace.preset("shufflenetv2+", use_se=True)
+    assert s.stage_channels == (48, 128, 256, 512)
+    assert SearchSpace.from_dict(s.to_dict()) == s
+    assert SearchSpace.preset("oneshot", width=0.5).stage_channels == (32, 80, 160, 320)
+    assert largest(SPACE).blocks == (3,) * 20 and smallest(SPACE).channels == (2,) * 20

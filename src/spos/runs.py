@@ -148,7 +148,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     if "space" not in ckpt or "model" not in ckpt:
         raise SposError(f"{path} holds no model (kind {ckpt.get('kind')!r})")
     space = SearchSpace.from_dict(ckpt["space"])
-    if ckpt["kind"] == "supernet":
+    if str(ckpt["kind"]).startswith("supernet"):
         model, arch = SuperNet(space), None
     else:
         arch = Arch.parse(ckpt["arch"], space.stage_depths)

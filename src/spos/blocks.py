@@ -4,7 +4,7 @@ A :class:`ChoiceBlock` is an ordinary module: built at width ``mid`` it is the b
 Built at the maximum width it is one of the supernet's four choices, and ``forward_sliced(x, mid)``
 runs it at any narrower width by using the first ``mid`` channels of every width-dependent
 tensor. Every such tensor is sliced as a *prefix in every dimension*, so extracting a subnet block
-is ``dst = src[:n0, :n1, ...]`` for each parameter and buffer (:meth:`ChoiceBlock.narrowed`).
+is ``dst = src[:n0, :n1, ...]`` for each parameter and buffer (``SuperNet.subnet``).
 """
 
 from __future__ import annotations
@@ -112,27 +112,6 @@ class ChoiceBlock(nn.Module):
         if self.se is not None:
             y = self.se(y)
         return torch.cat((x_proj, y), 1)
-
-    def narrowed(self, mid: int) -> "ChoiceBlock":
-        """A new block at width ``mid`` whose weights are copies of this block's first channels."""
-        first = next(self.parameters())
-        with torch.device(first.device):
-            block = ChoiceBlock(
-                self.in_channels, self.out_channels, self.stride, self.block_gene, mid,
-                _act_name(self), self.se is not None,
-            )  # fmt: skip
-        block.to(first.dtype)
-        src = self.state_dict()
-        dst = block.state_dict()
-        with torch.no_grad():
-            for name, t in dst.items():
-                t.copy_(src[name][tuple(slice(0, n) for n in t.shape)])
-        block.train(self.training)
-        return block
-
-
-def _act_name(block: ChoiceBlock) -> str:
-    return "hswish" if any(isinstance(m, nn.Hardswish) for m in block.main) else "relu"
 
 
 def _sliced_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, c: int) -> torch.Tensor:

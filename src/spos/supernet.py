@@ -7,8 +7,6 @@ copies of the path's weights. ``SubNet(space, arch)`` builds the same network fr
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -94,22 +92,21 @@ class SuperNet(nn.Module):
         return [choices[b] for choices, b in zip(self.features, arch.blocks)]
 
     def subnet(self, arch: Arch) -> SubNet:
-        """A plain :class:`SubNet` carrying its own copy of this path's weights (and BN stats)."""
+        """A plain :class:`SubNet` carrying its own copy of this path's weights (and BN stats).
+
+        Every width-dependent tensor of a choice block is the *prefix* of the supernet's tensor in
+        every dimension (see :mod:`spos.blocks`), so copying is ``dst = src[:n0, :n1, ...]``.
+        """
         arch.validate(self.space)
         first = next(self.parameters())
-        with torch.device(first.device):
-            net = SubNet.__new__(SubNet)
-            nn.Module.__init__(net)
-            net.space, net.arch = self.space, arch
-            net.stem = copy.deepcopy(self.stem)
-            net.features = nn.Sequential(
-                *(
-                    block.narrowed(mid_channels(p.out_channels, c))
-                    for p, block, c in zip(self._positions, self.chosen_blocks(arch), arch.channels)
-                )
-            )
-            net.head = copy.deepcopy(self.head)
-            net.classifier = copy.deepcopy(self.classifier)
-        net.train(self.training)
-        return net
-
+        with torch.device("meta"):  # no wasted random init: every tensor is overwritten below
+            net = SubNet(self.space, arch)
+        net.to_empty(device=first.device)
+        src = self.state_dict()
+        with torch.no_grad():
+            for name, t in net.state_dict().items():
+                parts = name.split(".")
+                if parts[0] == "features":  # features.{pos}.X <- features.{pos}.{block gene}.X
+                    parts.insert(2, str(arch.blocks[int(parts[1])]))
+                t.copy_(src[".".join(parts)][tuple(slice(0, n) for n in t.shape)])
+        return net.train(self.training)

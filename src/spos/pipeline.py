@@ -1,0 +1,370 @@
+"""The whole lifecycle in one call: supernet -> search -> subnet from scratch -> test -> report.
+
+Each stage writes into its own sub-folder of the run and is skipped when its result exists
+(``supernet/final.pt``, ``search/best.json``, ``subnet/final.pt``, ``evaluation.json``), so a
+killed pipeline continues where it stopped; a stage that was cut short resumes from its own
+checkpoint. ``report.md`` and its figures are rebuilt at the end of every invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch.distributed as dist
+
+from . import data as datalib
+from .costs import cost_table, count_micronet
+from .errors import SposError
+from .runs import atomic_write_json, atomic_write_text, load_checkpoint, load_model, write_run_info
+from .space import Arch
+
+STAGES = ("supernet", "search", "subnet", "evaluate", "report")
+
+
+@dataclass
+class PipelineConfig:
+    """A pipeline run: shared settings plus one section per stage.
+
+    ``space`` is shared by every stage (SearchSpace fields, or ``layout``/``width``).
+    ``supernet`` and ``subnet`` hold :class:`spos.train.TrainConfig` keys, ``search`` holds
+    :class:`spos.search.SearchConfig` keys. ``budget_macs`` (MACs per image) becomes the search's
+    ``max_macs`` and, for a ``random``/``strolling`` supernet sampler without a window, the
+    sampling window's upper bound.
+    """
+
+    data: str = "builtin"
+    out: str = "runs/pipeline"
+    device: str = "auto"
+    seed: int = 0
+    budget_macs: float | None = None
+    space: dict = field(default_factory=dict)
+    supernet: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
+    subnet: dict = field(default_factory=dict)
+    sampling_plot_samples: int = 2000  # paths per sampler in the report's sampling figure
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PipelineConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SposError(f"unknown pipeline config keys {unknown}; allowed: {sorted(known)}")
+        for key in ("space", "supernet", "search", "subnet"):
+            if not isinstance(d.get(key, {}) or {}, dict):
+                raise SposError(f"pipeline config section {key!r} must be a mapping")
+        cfg = cls(**{k: v for k, v in d.items() if v is not None or k == "budget_macs"})
+        for key in ("supernet", "subnet"):
+            clash = sorted({"data", "space", "arch", "out"} & set(getattr(cfg, key)))
+            if clash:
+                raise SposError(f"pipeline section {key!r} may not set {clash}: the pipeline sets them")
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # ---- the stages' own configs -------------------------------------------------------------
+    def supernet_config(self):
+        from .train import TrainConfig
+
+        opts = {"seed": self.seed, "device": self.device, "progress": self.progress, **self.supernet}
+        if self.budget_macs is not None and opts.get("sampler") in ("random", "strolling") and not opts.get("window"):
+            opts["window"] = {"max_macs": self.budget_macs}
+        return TrainConfig.from_dict({**opts, "data": self.data, "space": dict(self.space), "arch": None,
+                                      "out": str(Path(self.out) / "supernet")}, where="supernet section")  # fmt: skip
+
+    def search_config(self):
+        from .search import SearchConfig
+
+        opts = {"seed": self.seed, **self.search}
+        if self.budget_macs is not None:
+            opts["max_macs"] = self.budget_macs
+        return SearchConfig.from_dict(opts)
+
+    def subnet_config(self, arch: str):
+        from .train import TrainConfig
+
+        opts = {"seed": self.seed, "device": self.device, "progress": self.progress, **self.subnet}
+        return TrainConfig.from_dict({**opts, "data": self.data, "space": dict(self.space), "arch": arch,
+                                      "out": str(Path(self.out) / "subnet")}, where="subnet section")  # fmt: skip
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    resume: bool = False,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run (or continue, with ``resume``) every stage; returns the summary written to
+    ``summary.json``. Raises :class:`SposError` if ``config.out`` holds another run and
+    ``resume`` is False."""
+    out = Path(config.out)
+    state_path = out / "pipeline.json"
+    # Under torchrun every rank runs the training and search stages; rank 0 alone writes the
+    # pipeline's own files, evaluates and reports.
+    main = int(os.environ.get("RANK", "0")) == 0
+    if not main:
+        log = _quiet
+    if state_path.is_file() and not resume:
+        raise SposError(f"{out} already holds a pipeline run; pass --resume to continue it "
+                        f"(finished stages are skipped) or choose another --out")  # fmt: skip
+    if state_path.is_file():
+        saved = json.loads(state_path.read_text())
+        if saved.get("config") != _comparable(config):
+            raise SposError(f"{out} holds a pipeline run with other settings; rerun with the same "
+                            f"config or choose another --out")  # fmt: skip
+    # Check every stage's settings before spending minutes on the first one.
+    sup_cfg, search_cfg = config.supernet_config(), config.search_config()
+    config.subnet_config("oneshot")  # validates the section; the arch comes from the search
+    times: dict[str, float] = {}
+    if main:
+        write_run_info(out, config.to_dict(), command)
+        _save_state(state_path, config, times)
+
+    def stage(name: str, done: bool, fn: Callable[[], Any]) -> None:
+        if done:
+            log(f"== {name}: done already, skipped")
+            return
+        log(f"== {name}")
+        t0 = time.perf_counter()
+        fn()
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # rank 0 writes the stage's results; the others wait to read them
+        times[name] = round(time.perf_counter() - t0, 1)
+        if main:
+            _save_state(state_path, config, times)
+
+    from .search import run_search
+    from .train import train
+
+    sup_dir, search_dir, sub_dir = out / "supernet", out / "search", out / "subnet"
+    stage("supernet", (sup_dir / "final.pt").is_file(),
+          lambda: train(sup_cfg, command, resume=(sup_dir / "checkpoint.pt").is_file()))
+    stage("search", (search_dir / "best.json").is_file(),
+          lambda: run_search(sup_dir / "final.pt", config.data, search_cfg, search_dir,
+                             resume=(search_dir / "search_state.json").is_file(), device=config.device,
+                             command=command, log=log))  # fmt: skip
+    best = json.loads((search_dir / "best.json").read_text())["best"]
+    sub_cfg = config.subnet_config(best["arch"])
+    stage("subnet", (sub_dir / "final.pt").is_file(),
+          lambda: train(sub_cfg, command, resume=(sub_dir / "checkpoint.pt").is_file()))
+    if not main:
+        return {}
+    stage("evaluate", (out / "evaluation.json").is_file(), lambda: evaluate_stage(config, best, search_cfg))
+    summary = build_summary(config, times)
+    write_report(config, summary)
+    atomic_write_json(out / "summary.json", summary)
+    _save_state(state_path, config, times, finished=True)
+    log(format_summary(summary))
+    return summary
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _comparable(config: PipelineConfig) -> dict:
+    """The settings a continued run must share with the saved one (not device or progress)."""
+    d = config.to_dict()
+    for k in ("device", "progress"):
+        d.pop(k)
+    return json.loads(json.dumps(d))
+
+
+def _save_state(path: Path, config: PipelineConfig, times: dict, finished: bool = False) -> None:
+    previous = json.loads(path.read_text()).get("seconds", {}) if path.is_file() else {}
+    atomic_write_json(path, {"config": _comparable(config), "seconds": {**previous, **times},
+                             "finished": finished})  # fmt: skip
+
+
+# ---- evaluation: supernet estimate vs stand-alone accuracy --------------------------------------
+
+
+def evaluate_stage(config: PipelineConfig, best: dict, search_cfg) -> dict:
+    """Test-split accuracy of the chosen arch twice: as a BN-recalibrated supernet path and as
+    the subnet trained from scratch; plus the supernet's held-out estimate from the search."""
+    from .bn import recalibrate_bn
+    from .search import resolve_device
+    from .train import evaluate
+
+    out = Path(config.out)
+    device = resolve_device(config.device)
+    subnet, space, arch = load_model(out / "subnet" / "final.pt")
+    supernet, sup_space, _ = load_model(out / "supernet" / "final.pt")
+    test = datalib.dataset(config.data, "val", train=False, input_size=space.input_size)
+    idx = list(range(len(test)))
+    x_test, y_test = datalib.to_tensors(test, idx, batch_size=500)
+
+    def batches():
+        return ((x_test[i : i + 500], y_test[i : i + 500]) for i in range(0, len(y_test), 500))
+
+    stand_alone = evaluate(subnet.to(device), batches(), device)
+    # The same recalibration images the search used (seeded subset of the supernet's train split).
+    from .search import load_search_data
+
+    sup_arch = Arch.parse(best["arch"], sup_space.stage_depths)
+    train_cfg = load_checkpoint(out / "supernet" / "final.pt").get("config") or {}
+    recal = load_search_data(config.data, sup_space, search_cfg, train_cfg).recal_images
+    path_net = supernet.subnet(sup_arch).to(device)
+    recalibrate_bn(path_net, recal.to(device), search_cfg.batch_size)
+    via_supernet = evaluate(path_net, batches(), device)
+    result = {
+        "arch": str(arch),
+        "test_images": len(y_test),
+        "standalone_test_acc": stand_alone["acc"],
+        "supernet_test_acc": via_supernet["acc"],
+        "supernet_holdout_acc": best["accuracy"],
+    }
+    atomic_write_json(out / "evaluation.json", result)
+    return result
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+
+def build_summary(config: PipelineConfig, times: dict) -> dict:
+    out = Path(config.out)
+    _, space, arch = load_model(out / "subnet" / "final.pt")
+    costs = cost_table(space)(arch)
+    from .supernet import SubNet
+
+    micro = count_micronet(SubNet(space, arch), space.input_size, space.input_channels)
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    best = json.loads((out / "search" / "best.json").read_text())
+    state = json.loads((out / "pipeline.json").read_text())
+    return {
+        "arch": str(arch),
+        "macs": costs.macs,
+        "params": costs.params,
+        "sigma_score": round(costs.sigma_score, 6),
+        "micronet_score": round(micro.score, 6),
+        "budget_macs": config.budget_macs,
+        **{k: evaluation[k] for k in ("standalone_test_acc", "supernet_test_acc", "supernet_holdout_acc",
+                                      "test_images")},  # fmt: skip
+        "search_top": best["top"][:10],
+        "evaluated_candidates": best["evaluated"],
+        "seconds": {**state.get("seconds", {}), **times},
+    }
+
+
+def format_summary(s: dict) -> str:
+    lines = [
+        "",
+        f"chosen arch        {s['arch']}",
+        f"MACs / params      {s['macs'] / 1e6:.2f}M / {s['params'] / 1e6:.3f}M"
+        + (f"  (budget {s['budget_macs'] / 1e6:.2f}M MACs)" if s.get("budget_macs") else ""),
+        f"scores             sigma {s['sigma_score']:.4f}, MicroNet {s['micronet_score']:.4f}",
+        f"supernet estimate  {100 * s['supernet_holdout_acc']:.2f}% held-out, "
+        f"{100 * s['supernet_test_acc']:.2f}% test (BN recalibrated)",
+        f"stand-alone        {100 * s['standalone_test_acc']:.2f}% test ({s['test_images']} images)",
+        "stage seconds      " + ", ".join(f"{k} {v:.0f}" for k, v in s["seconds"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def plot_training_curves(metrics: dict[str, Path], path: Path) -> None:
+    """Training loss and validation accuracy per epoch of each run in ``metrics`` (name ->
+    metrics.jsonl); supernet validation shows each recalibrated path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, file in metrics.items():
+        if not file.is_file():
+            continue
+        records = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        epochs = [r["epoch"] + 1 for r in records]
+        axes[0].plot(epochs, [r["train_loss"] for r in records], "o-", label=name)
+        vals = [r.get("val") or {} for r in records]
+        if vals and "acc" in vals[-1]:
+            axes[1].plot(epochs, [100 * v.get("acc", float("nan")) for v in vals], "o-", label=name)
+        else:
+            for path_name in vals[-1] if vals else []:
+                axes[1].plot(epochs, [100 * v.get(path_name, {}).get("acc", float("nan")) for v in vals],
+                             "o--", label=f"{name}: {path_name} path")  # fmt: skip
+    axes[0].set_ylabel("training loss")
+    axes[1].set_ylabel("test top-1 (%)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(config: PipelineConfig, summary: dict) -> None:
+    """``report.md`` with the figures it links to (all paths relative to the run folder)."""
+    from .sampling import compare_samplers, plot_sampling
+    from .train import build_space
+
+    out = Path(config.out)
+    plot_training_curves({"supernet": out / "supernet" / "metrics.jsonl",
+                          "subnet": out / "subnet" / "metrics.jsonl"}, out / "training.png")  # fmt: skip
+    sup_cfg = config.supernet_config()
+    space, _ = build_space(sup_cfg)
+    sampling_png = out / "sampling.png"
+    coverage = None
+    if not sampling_png.is_file():
+        from .sampling import Window, default_window
+
+        window = Window(**sup_cfg.window) if sup_cfg.window else default_window(space)
+        comparison = compare_samplers(space, window, n=config.sampling_plot_samples, seed=config.seed)
+        plot_sampling(comparison, str(sampling_png))
+        coverage = comparison.coverage
+        atomic_write_json(out / "sampling.json", {"window": str(window), "coverage": coverage,
+                                                  "in_window": comparison.in_window})  # fmt: skip
+    elif (out / "sampling.json").is_file():
+        coverage = json.loads((out / "sampling.json").read_text())["coverage"]
+    s = summary
+    rows = "\n".join(
+        f"| {i + 1} | `{c['arch']}` | {100 * c['accuracy']:.2f} | {c['macs'] / 1e6:.2f} | "
+        f"{c['params'] / 1e6:.3f} | {c['score']:.4f} |"
+        for i, c in enumerate(s["search_top"])
+    )
+    cov = ", ".join(f"{k} {v:.0%}" for k, v in (coverage or {}).items())
+    text = f"""# spos pipeline report
+
+Data: `{config.data}`. Run folder: `{out}`. Reproduce with `config.yaml` and `run.json`
+(spos version, git revision) in this folder and in each stage folder.
+
+## Chosen architecture
+
+`{s['arch']}`
+
+| | |
+|---|---|
+| MACs | {s['macs']:,} ({s['macs'] / 1e6:.2f}M){f" — budget {s['budget_macs'] / 1e6:.2f}M" if s.get('budget_macs') else ""} |
+| parameters | {s['params']:,} ({s['params'] / 1e6:.3f}M) |
+| Σ normalized score | {s['sigma_score']:.4f} |
+| MicroNet score | {s['micronet_score']:.4f} |
+| supernet estimate, held-out split (search fitness) | {100 * s['supernet_holdout_acc']:.2f}% |
+| supernet path on the test split (BN recalibrated) | {100 * s['supernet_test_acc']:.2f}% |
+| **stand-alone, trained from scratch, test split** | **{100 * s['standalone_test_acc']:.2f}%** ({s['test_images']} images) |
+
+## Search: top {len(s['search_top'])} of {s['evaluated_candidates']} evaluated candidates
+
+| rank | arch | held-out top-1 (%) | MACs (M) | params (M) | Σ score |
+|---|---|---|---|---|---|
+{rows}
+
+## Figures
+
+- Sampling distribution of the supernet samplers (coverage of the window: {cov or "n/a"}):
+  ![sampling](sampling.png)
+- Search progress: ![fitness](search/fitness.png)
+- Pareto front, accuracy vs MACs and params: ![pareto](search/pareto.png)
+- Training curves (supernet paths and the subnet): ![training](training.png)
+
+## Time per stage (seconds)
+
+{", ".join(f"{k}: {v:.0f}" for k, v in s['seconds'].items())}
+"""
+    atomic_write_text(out / "report.md", text)

@@ -1,0 +1,309 @@
+"""Datasets: ImageFolder trees with the SPEC §4 recipe, and the built-in Fashion-MNIST (SPEC §8).
+
+``dataset(data, split, train)`` is the one entry point. ``data`` is ``"builtin"`` or the root of
+an ImageNet-style tree (``ROOT/train/CLASS/*.jpg``, ``ROOT/val/CLASS/*.jpg``).
+
+The built-in data stays in memory as one uint8 tensor and is normalised per batch:
+:meth:`TensorImages.batch` gathers, flips and normalises a whole batch with tensor ops, so the
+trainer needs no DataLoader (and no PIL) for it. ImageFolder data goes through a DataLoader with
+:func:`collate_skipping`, which drops unreadable images (``on_error="skip"``) and counts them.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .errors import SposError
+
+#: Fashion-MNIST statistics (SPEC §8) and the standard ImageNet RGB ones (SPEC §4).
+FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+SYSTEM_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "val")
+
+
+# ---- the built-in dataset ------------------------------------------------------------------
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a uint8 array of its declared shape.
+
+    Format: 2 zero bytes, a data-type byte (0x08 = uint8), the number of dims, the dims as
+    big-endian uint32, then the raw data.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise SposError(f"cannot read {path}: {e}; re-fetch it with `make data`") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise SposError(f"{path} is not a uint8 IDX file (bad magic); re-fetch it with `make data`")
+    ndim = raw[3]
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(dims)):
+        raise SposError(
+            f"{path} holds {len(raw) - offset} bytes of data for dims {list(dims)}: truncated or "
+            f"corrupt; re-fetch it with `make data`"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def fashion_mnist_dir() -> Path:
+    """Where the four Fashion-MNIST IDX files are: ``$SPOS_DATA`` (the folder itself or its
+    ``fashion-mnist/`` child), ``./data/fashion-mnist``, then the Debian package's path."""
+    candidates = []
+    env = os.environ.get("SPOS_DATA")
+    if env:
+        candidates += [Path(env), Path(env) / "fashion-mnist"]
+    candidates += [Path("data") / "fashion-mnist", SYSTEM_FASHION_DIR]
+    for d in candidates:
+        if all((d / f).is_file() for files in FASHION_FILES.values() for f in files):
+            return d
+    looked = ", ".join(str(d) for d in candidates)
+    raise SposError(
+        f"the built-in dataset (Fashion-MNIST) is not installed (looked in {looked}); run "
+        f"`make data` (or `bash scripts/fetch_fashion_mnist.sh`), or point $SPOS_DATA at a "
+        f"folder holding the four *-ubyte.gz files"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_fashion(folder: str, split: str, mtime: float) -> tuple[torch.Tensor, torch.Tensor]:
+    # mtime is part of the cache key so that a re-fetched file is re-read.
+    images_file, labels_file = FASHION_FILES[split]
+    images = read_idx(Path(folder) / images_file)
+    labels = read_idx(Path(folder) / labels_file)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise SposError(
+            f"Fashion-MNIST {split} files in {folder} disagree: images {list(images.shape)}, "
+            f"labels {list(labels.shape)}; re-fetch them with `make data`"
+        )
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+class TensorImages(Dataset):
+    """Grey images held as an N x H x W uint8 tensor; items are normalised 1 x S x S floats.
+
+    ``train=True`` flips horizontally with probability 0.5 (the only augmentation the small
+    preset uses). ``input_size`` other than the stored size resizes bilinearly.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        train: bool,
+        input_size: int | None = None,
+        mean: float = FASHION_MEAN,
+        std: float = FASHION_STD,
+    ) -> None:
+        self.images, self.labels, self.train = images, labels, train
+        self.input_size = input_size or int(images.shape[-1])
+        self.mean, self.std = mean, std
+        self.num_classes = int(labels.max()) + 1 if len(labels) else 0
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.batch([i])
+        return x[0], int(y[0])
+
+    def batch(
+        self, indices: Sequence[int] | torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``indices`` as an N x 1 x S x S normalised float batch, and their labels.
+
+        Flips draw from ``generator`` (the global RNG when None), so a seeded generator makes a
+        batch's augmentation reproducible, e.g. when a run resumes mid-epoch.
+        """
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        x = self.images[idx].unsqueeze(1).float().div_(255.0)
+        if self.train:
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            x[flip] = x[flip].flip(-1)
+        if self.input_size != x.shape[-1]:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                              align_corners=False)  # fmt: skip
+        x = x.sub_(self.mean).div_(self.std)
+        return x, self.labels[idx]
+
+
+def builtin(split: str, train: bool, input_size: int | None = None) -> TensorImages:
+    """Fashion-MNIST ``split`` ("train": 60k, "val": the 10k test split) from local IDX files."""
+    folder = fashion_mnist_dir()
+    mtime = max((folder / f).stat().st_mtime for f in FASHION_FILES[split])
+    images, labels = _load_fashion(str(folder), split, mtime)
+    return TensorImages(images, labels, train, input_size)
+
+
+# ---- ImageFolder trees ---------------------------------------------------------------------
+
+
+def recipe_transform(train: bool, input_size: int = 224):
+    """SPEC §4: random-resized crop (0.08-1), flip, colour jitter 0.4; eval: resize 256, centre
+    crop 224 (both scaled to ``input_size``); ImageNet RGB normalisation."""
+    from torchvision import transforms as T
+
+    normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if train:
+        return T.Compose([
+            T.RandomResizedCrop(input_size, scale=(0.08, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(0.4, 0.4, 0.4),
+            *normalize,
+        ])  # fmt: skip
+    return T.Compose([T.Resize(round(input_size * 256 / 224)), T.CenterCrop(input_size), *normalize])
+
+
+class ImageFolderData(Dataset):
+    """A torchvision ImageFolder whose unreadable images are reported by path.
+
+    ``on_error="fail"`` raises :class:`SposError` naming the file; ``"skip"`` warns once per file
+    and yields None, which :func:`collate_skipping` drops and counts.
+    """
+
+    def __init__(self, root: Path, transform, on_error: str = "skip") -> None:
+        from torchvision.datasets import ImageFolder
+
+        if on_error not in ("skip", "fail"):
+            raise SposError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+        if not root.is_dir():
+            raise SposError(f"image folder {root} does not exist; expected {root}/CLASS/IMAGE files")
+        try:
+            self.folder = ImageFolder(str(root), transform=transform)
+        except (FileNotFoundError, RuntimeError) as e:
+            raise SposError(
+                f"image folder {root} holds no images ({str(e).splitlines()[0]}); expected "
+                f"{root}/CLASS/IMAGE files"
+            ) from None
+        self.on_error = on_error
+        self.classes = self.folder.classes
+        self.num_classes = len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int):
+        path = self.folder.samples[i][0]
+        try:
+            return self.folder[i]
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for bad image files
+            if self.on_error == "fail":
+                raise SposError(
+                    f"unreadable image {path} ({type(e).__name__}: {e}); delete or replace it, "
+                    f"or use on_error: skip"
+                ) from None
+            warnings.warn(f"skipping unreadable image {path} ({type(e).__name__}: {e})", stacklevel=2)
+            return None
+
+
+def collate_skipping(items: list) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Stack the readable items of a batch; also return how many were skipped."""
+    good = [it for it in items if it is not None]
+    skipped = len(items) - len(good)
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), skipped
+    x = torch.stack([it[0] for it in good])
+    y = torch.as_tensor([it[1] for it in good], dtype=torch.long)
+    return x, y, skipped
+
+
+# ---- the public entry points ---------------------------------------------------------------
+
+
+def dataset(
+    data: str,
+    split: str,
+    train: bool,
+    input_size: int | None = None,
+    on_error: str = "skip",
+) -> Dataset:
+    """The ``split`` ("train" or "val") of ``data`` ("builtin" or an ImageFolder root).
+
+    ``train=True`` applies the training augmentation (builtin: flip only), ``False`` the eval
+    transform. Items are ``(normalised float C x H x W tensor, int label)``; ``input_size`` is in
+    pixels (default: the dataset's own, :func:`data_info`).
+    """
+    if split not in SPLITS:
+        raise SposError(f"split must be one of {SPLITS}, got {split!r}")
+    if data == "builtin":
+        return builtin(split, train, input_size)
+    root = Path(data)
+    if not root.is_dir():
+        raise SposError(f"data folder {root} does not exist; pass --data builtin or an ImageFolder root")
+    size = input_size or data_info(data)["input_size"]
+    return ImageFolderData(root / split, recipe_transform(train, size), on_error)
+
+
+def data_info(data: str) -> dict:
+    """Defaults a space needs for ``data``: ``num_classes``, ``input_channels``, ``input_size``."""
+    if data == "builtin":
+        return {"num_classes": 10, "input_channels": 1, "input_size": 28}
+    train = Path(data) / "train"
+    if not train.is_dir():
+        raise SposError(f"{data} has no train/ folder; expected {data}/train/CLASS/IMAGE files")
+    classes = [d for d in train.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if not classes:
+        raise SposError(f"{train} holds no class folders; expected {train}/CLASS/IMAGE files")
+    return {"num_classes": len(classes), "input_channels": 3, "input_size": 224}
+
+
+def holdout_split(n: int, size: int, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` into (train indices, ``size`` holdout indices): seeded, disjoint, sorted."""
+    if not 0 <= size < n:
+        raise SposError(f"holdout size {size} must be between 0 and {n - 1} (the split has {n} images)")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[size:]), sorted(perm[:size])
+
+
+def iter_batches(
+    ds: Dataset,
+    indices: Sequence[int],
+    batch_size: int = 256,
+    num_workers: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images, labels)`` batches of ``ds[indices]`` in order; unreadable images dropped."""
+    indices = list(indices)
+    if isinstance(ds, TensorImages):
+        for i in range(0, len(indices), batch_size):
+            yield ds.batch(indices[i : i + batch_size])
+        return
+    loader = DataLoader(Subset(ds, indices), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, collate_fn=collate_skipping)  # fmt: skip
+    for x, y, _ in loader:
+        if len(y):
+            yield x, y
+
+
+def to_tensors(
+    ds: Dataset,
+    indices: Sequence[int],
+    batch_size: int = 256,
+    num_workers: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``ds[indices]`` once into ``(images N x C x H x W, labels N)`` on the CPU."""
+    xs, ys = [], []
+    for x, y in iter_batches(ds, indices, batch_size, num_workers):
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise SposError("no readable images among the requested indices")
+    return torch.cat(xs), torch.cat(ys)

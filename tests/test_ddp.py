@@ -1,0 +1,97 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from idx_fixtures import TINY_SPACE, write_fashion
+
+from spos.train import TrainConfig, Trainer
+
+STEPS = 4
+
+# Each rank runs the real Trainer under torchrun (gloo) and saves its own weights.
+RANK_SCRIPT = textwrap.dedent("""
+    import json, os, sys, torch
+    from spos.train import Trainer, TrainConfig
+    torch.set_num_threads(1)
+    cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+    trainer = Trainer(cfg)
+    trainer.run()
+    rank = int(os.environ["RANK"])
+    torch.save(trainer.model.state_dict(), os.path.join(cfg.out, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+""")
+
+
+def _config(out, **kw) -> dict:
+    # dropout 0: the ranks' dropout masks could not match a single process's anyway.
+    d = {"space": {**TINY_SPACE, "dropout": 0.0}, "epochs": 1, "max_steps": STEPS, "batch_size": 32,
+         "lr": 0.1, "warmup_steps": 1, "weight_decay": 1e-3, "val_size": 0, "progress": False,
+         "device": "cpu", "out": str(out)}  # fmt: skip
+    d.update(kw)
+    return d
+
+
+def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path, monkeypatch):
+    folder = write_fashion(tmp_path / "fm", n_train=256, n_val=32)
+    monkeypatch.setenv("SPOS_DATA", str(folder))
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         str(script), json.dumps(_config(out))],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    w0 = torch.load(out / "rank0.pt", weights_only=True)
+    w1 = torch.load(out / "rank1.pt", weights_only=True)
+
+    # One process, the same global batch of 32 as two micro-batches of 16 (= the two ranks' shards).
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = Trainer(TrainConfig.from_dict(_config(tmp_path / "single", accum_steps=2)))
+        single.run()
+    finally:
+        torch.set_num_threads(old)
+    ref = single.model.state_dict()
+    init = Trainer(TrainConfig.from_dict(_config(tmp_path / "init"))).model.state_dict()
+
+    params = {name for name, _ in single.model.named_parameters()}
+    changed = 0
+    for name in params:
+        assert torch.equal(w0[name], w1[name]), f"ranks differ in {name}"
+        torch.testing.assert_close(w0[name], ref[name], atol=1e-5, rtol=1e-4, msg=name)
+        changed += not torch.equal(init[name], ref[name])
+    assert changed > len(params) // 4  # the steps really trained something
+
+    # The real CLI under torchrun: only rank 0 writes the run folder.
+    cli_out = tmp_path / "cli"
+    cfg_file = tmp_path / "c.json"
+
+    cfg = _config(cli_out)
+    cfg.pop("out")
+    cfg_file.write_text(json.dumps(cfg))
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         "-m", "spos", "train-supernet", "--config", str(cfg_file), "--out", str(cli_out)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    final = torch.load(cli_out / "final.pt", weights_only=True)["model"]
+    for name in params:
+        assert torch.equal(final[name], w0[name]), name
+
+
+@pytest.mark.parametrize("batch_size", [30])
+def test_global_batch_must_split_evenly(tmp_path, monkeypatch, batch_size):
+    from spos.errors import SposError
+
+    monkeypatch.setenv("SPOS_DATA", str(write_fashion(tmp_path / "fm", 64, 16)))
+    with pytest.raises(SposError, match="divisible"):
+        Trainer(TrainConfig.from_dict(_config(tmp_path / "x", batch_size=batch_size, accum_steps=4)))

@@ -76,10 +76,13 @@ class ChoiceBlock(nn.Module):
             )
         else:
             self.proj = None
+        # Deploy-time only: spos.deploy.shuffle_as_conv sets a ShuffleSplitConv here for backends
+        # that dislike strided slicing. None keeps the default forward and state_dict unchanged.
+        self.split: nn.Module | None = None
 
     def _branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.proj is None:
-            return channel_split(x)
+            return channel_split(x) if self.split is None else self.split(x)
         return self.proj(x), x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,353 @@
+"""``spos profile | export | quantize | latency-table``: the deployment commands (SPEC §6)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from .. import archs
+from ..errors import SposError
+from .common import add_space_args, space_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="op-by-op MACs / params / MicroNet table of an arch or zoo model",
+        description="One row per op (conv, dwconv, linear, pool, activation, SE scale): "
+        "input size, kernel, Cin, Cout, params, multiplies, adds, MACs, quantizable; "
+        "then totals. See docs/profiling.md.",
+    )
+    p.add_argument("arch", metavar="ARCH_OR_ZOO_NAME")
+    p.add_argument(
+        "--micronet", action="store_true", help="fold BN into the convs first (MicroNet counting)"
+    )
+    p.add_argument("--csv", metavar="FILE", help="also write the rows (and a totals row) as CSV")
+    add_space_args(p)
+    p.set_defaults(func=run_profile)
+
+    p = sub.add_parser(
+        "export",
+        help="export an arch, zoo model or trained subnet to ONNX (BN folded)",
+        description="ARCH_OR_CKPT: an arch string or zoo name (random weights) or a "
+        "trained subnet file (final.pt). The batch dimension is dynamic. The file is "
+        "checked against PyTorch in onnxruntime before the command succeeds.",
+    )
+    p.add_argument("source", metavar="ARCH_OR_CKPT")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+    p.add_argument(
+        "--shuffle-conv",
+        action="store_true",
+        help="channel shuffle as a fixed 1x1 permutation conv (for backends that dislike "
+        "strided slicing; costs C^2 MACs per stride-1 block)",
+    )
+    p.add_argument(
+        "--dynamo", action="store_true", help="use the torch.export-based exporter (slower)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random weights of an arch or zoo name"
+    )
+    add_space_args(p)
+    p.set_defaults(input_size=None, func=run_export)  # None: a checkpoint keeps its own size
+
+    p = sub.add_parser(
+        "quantize",
+        help="int8 static quantisation of an ONNX model (onnxruntime)",
+        description="Calibrate on N images of the training split, quantise weights "
+        "(int8, per channel) and activations (uint8), then report top-1 of fp32 and "
+        "int8 on the test split and their latency on this CPU.",
+    )
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument(
+        "--calib",
+        required=True,
+        metavar="builtin|PATH",
+        help="calibration data: builtin (Fashion-MNIST) or an ImageFolder root",
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="int8 .onnx file to write")
+    p.add_argument(
+        "--calib-images",
+        type=int,
+        default=256,
+        metavar="N",
+        help="calibration images (default 256)",
+    )
+    p.add_argument("--format", choices=["qdq", "qoperator"], default="qdq")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument(
+        "--per-tensor", action="store_true", help="one weight scale per tensor, not per channel"
+    )
+    p.add_argument(
+        "--exclude", nargs="*", default=[], metavar="OP", help="ONNX op types to keep in fp32"
+    )
+    p.add_argument(
+        "--eval-images",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="test images for the accuracy report (0: skip it)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=2, help="onnxruntime threads for the latency report"
+    )
+    p.set_defaults(func=run_quantize)
+
+    p = sub.add_parser(
+        "latency-table",
+        help="measure a latency lookup table for latency-constrained search",
+        description="Median latency (ms) of every (position, block, allowed channel "
+        "gene) of the search space plus stem and head, measured once per distinct "
+        "position and BN-folded; `search --latency-table FILE` sums its entries.",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .json")
+    p.add_argument(
+        "--config", metavar="FILE", help="YAML config whose `space:` mapping gives the search space"
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    add_space_args(p)
+    p.set_defaults(func=run_latency_table)
+
+
+# ---- profile ---------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "name",
+    "op",
+    "input_shape",
+    "kernel",
+    "cin",
+    "cout",
+    "params",
+    "mults",
+    "adds",
+    "macs",
+    "quantizable",
+)
+
+
+def profile_arch(text: str, space=None, micronet: bool = False) -> list:
+    """The rows ``spos profile`` prints (library entry point); built on the meta device."""
+    import torch
+
+    from ..costs import profile
+    from ..supernet import SubNet
+
+    arch, space = archs.resolve(text, space)
+    if micronet:  # folding needs real BN statistics to compute, though only shapes matter
+        model = SubNet(space, arch)
+    else:
+        with torch.device("meta"):
+            model = SubNet(space, arch)
+    return profile(model, space.input_size, space.input_channels, micronet=micronet)
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from ..costs import micronet_score
+
+    rows = profile_arch(args.arch, space_from_args(args), args.micronet)
+    totals = {k: sum(getattr(r, k) for r in rows) for k in ("params", "mults", "adds", "macs")}
+    widths = (34, 10, 12, 3, 5, 5, 9, 12, 12, 12, 6)
+    head = (
+        "op name",
+        "op",
+        "input",
+        "k",
+        "Cin",
+        "Cout",
+        "params",
+        "mults",
+        "adds",
+        "MACs",
+        "quant",
+    )
+    print(
+        " ".join(
+            f"{h:<{w}}" if i < 3 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(head, widths))
+        )
+    )
+    for r in rows:
+        d = r.as_dict()
+        cells = [d[c] for c in _COLUMNS]
+        cells[-1] = "yes" if r.quantizable else "no"
+        print(
+            " ".join(
+                f"{c!s:<{w}}" if i < 3 else f"{c:>{w}}" if isinstance(c, str) else f"{c:>{w},}"
+                for i, (c, w) in enumerate(zip(cells, widths))
+            )
+        )
+    quant = [r for r in rows if r.quantizable]
+    print(
+        f"total: {len(rows)} ops, params {totals['params']:,}, mults {totals['mults']:,}, "
+        f"adds {totals['adds']:,}, MACs {totals['macs']:,}"
+    )
+    print(
+        f"quantizable ops: mults {sum(r.mults for r in quant):,}, adds {sum(r.adds for r in quant):,}"
+    )
+    if args.micronet:
+        print(
+            f"MicroNet score {micronet_score(totals['params'], totals['mults'], totals['adds']):.4f} "
+            f"(params/6.9M + (mults+adds)/1170M)"
+        )
+    if args.csv:
+        out = Path(args.csv)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(_COLUMNS))
+            w.writeheader()
+            for r in rows:
+                w.writerow(r.as_dict())
+            w.writerow({"name": "TOTAL", **totals})
+        print(f"wrote {out}")
+    return 0
+
+
+# ---- export ----------------------------------------------------------------------------------
+
+
+def load_for_export(source: str, args: argparse.Namespace):
+    """(model, space) from a trained subnet file or an arch / zoo name with seeded random weights."""
+    import torch
+
+    from ..runs import load_model
+    from ..supernet import SubNet
+
+    if Path(source).is_file() or source.endswith((".pt", ".pth")):
+        model, space, arch = load_model(source)
+        if arch is None:
+            raise SposError(
+                f"{source} holds a supernet; export one subnet: pass a subnet's final.pt or "
+                f"an arch string (`spos search` prints the best arch)"
+            )
+        if args.input_size is not None and args.input_size != space.input_size:
+            space = space.replace(input_size=args.input_size)  # weights do not depend on resolution
+        return model, space
+    if args.input_size is None:
+        args.input_size = 224
+    arch, space = archs.resolve(source, space_from_args(args))
+    torch.manual_seed(args.seed)
+    return SubNet(space, arch), space
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..deploy import INPUT_NAME, export_onnx, ort_session
+
+    model, space = load_for_export(args.source, args)
+    shape = (space.input_channels, space.input_size, space.input_size)
+    out = Path(args.onnx)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, out, shape, shuffle_conv=args.shuffle_conv, dynamo=args.dynamo)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()
+    got = ort_session(out).run(None, {INPUT_NAME: x.numpy()})[0]
+    diff = float(abs(got - ref).max())
+    if diff > 1e-4:
+        raise SposError(
+            f"exported model differs from PyTorch by {diff:.2e} (> 1e-4); please report this"
+        )
+    print(
+        f"wrote {out} (input 1x{'x'.join(map(str, shape))}, dynamic batch; onnxruntime vs PyTorch "
+        f"max abs diff {diff:.1e})"
+    )
+    return 0
+
+
+# ---- quantize --------------------------------------------------------------------------------
+
+
+def _images(data: str, split: str, n: int, shape: tuple[int, int, int]):
+    import torch
+
+    from ..data import dataset, to_tensors
+
+    ds = dataset(data, split, train=False, input_size=shape[1])
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[
+        : min(n, len(ds))
+    ].tolist()
+    images, labels = to_tensors(ds, idx)
+    if tuple(images.shape[1:]) != tuple(shape):
+        raise SposError(
+            f"{data} gives images of shape {tuple(images.shape[1:])} but the model expects "
+            f"{tuple(shape)}; export the model for this dataset's size and channels"
+        )
+    return images, labels
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from ..deploy import onnx_accuracy, onnx_input_shape, onnx_latency, quantize_onnx
+
+    shape = onnx_input_shape(args.model)
+    if args.calib_images < 1:
+        raise SposError("--calib-images must be at least 1")
+    calib, _ = _images(args.calib, "train", args.calib_images, shape)
+    quantize_onnx(
+        args.model,
+        args.out,
+        calib,
+        fmt=args.format,
+        per_channel=not args.per_tensor,
+        method=args.method,
+        exclude_op_types=args.exclude,
+    )
+    print(
+        f"wrote {args.out} ({args.format}, int8 weights per {'tensor' if args.per_tensor else 'channel'}, "
+        f"calibrated on {len(calib)} images of {args.calib})"
+    )
+    if args.eval_images > 0:
+        images, labels = _images(args.calib, "val", args.eval_images, shape)
+        a32 = onnx_accuracy(args.model, images, labels, args.threads)
+        a8 = onnx_accuracy(args.out, images, labels, args.threads)
+        print(
+            f"top-1 on {len(images)} test images: fp32 {100 * a32:.2f}%  int8 {100 * a8:.2f}%  "
+            f"(change {100 * (a8 - a32):+.2f} points)"
+        )
+    t32 = onnx_latency(args.model, shape, args.threads)
+    t8 = onnx_latency(args.out, shape, args.threads)
+    print(
+        f"latency, batch 1, {args.threads} threads: fp32 {t32:.3f} ms  int8 {t8:.3f} ms  ({t8 / t32:.2f}x)"
+    )
+    return 0
+
+
+# ---- latency-table ---------------------------------------------------------------------------
+
+
+def run_latency_table(args: argparse.Namespace) -> int:
+    from ..deploy import LatencyTable
+    from ..runs import load_yaml_config
+    from ..space import SearchSpace
+
+    if args.config:
+        cfg = load_yaml_config(args.config)
+        if not isinstance(cfg.get("space"), dict):
+            raise SposError(f"config {args.config} has no `space:` mapping to build the table for")
+        space = SearchSpace.from_dict(cfg["space"])
+    else:
+        space = space_from_args(args).replace(channel_genes=tuple(range(2, 10)))
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 1:
+        raise SposError("--repeats, --threads and --batch-size must be >= 1 and --warmup >= 0")
+    table = LatencyTable.build(
+        space,
+        args.device,
+        args.backend,
+        args.threads,
+        args.warmup,
+        args.repeats,
+        args.batch_size,
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
+    table.save(args.out)
+    print(
+        f"wrote {args.out}: {args.backend} on {args.device}, {args.threads} threads, batch {args.batch_size}; "
+        f"stem {table.stem_ms:.3f} ms, head {table.head_ms:.3f} ms, per-call overhead {table.overhead_ms:.3f} ms"
+    )
+    return 0

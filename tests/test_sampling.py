@@ -1,0 +1,264 @@
+import io
+import random
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spos.cli import main
+from spos.costs import Costs, cost_table
+from spos.errors import SposError
+from spos.sampling import (
+    KINDS,
+    SPEC_WINDOW,
+    Window,
+    allowed_channel_genes,
+    build_sampler,
+    compare_samplers,
+    default_window,
+    reachable_costs,
+    sampling_coverage,
+)
+from spos.space import SearchSpace, sample
+
+TINY = SearchSpace(stage_depths=(1, 1, 2, 1), stage_channels=(24, 48, 96, 192), input_size=32,
+                   num_classes=10, stem_channels=8, stem_stride=1, last_channels=64)  # fmt: skip
+SMALL = SearchSpace.preset("oneshot", width=0.5, stage_depths=(1, 1, 2, 1), input_size=28,
+                           input_channels=1, num_classes=10, stem_stride=2)  # fmt: skip
+FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# SPEC §4 warm-up, written out: epochs after the start -> lowest allowed scale.
+SPEC_FLOOR_SCALE = {0: 1.8, 1: 1.6, 2: 1.4, 3: 1.2, 4: 1.0, 5: 1.0, 6: 0.8, 7: 0.8, 8: 0.8,
+                    9: 0.6, 10: 0.6, 11: 0.6, 12: 0.6}  # fmt: skip
+
+
+def scales(genes):
+    return [round(0.2 * (g + 1), 1) for g in genes]
+
+
+def test_warmup_schedule_matches_spec_epoch_by_epoch():
+    space = SearchSpace()  # default: scales 0.6..2.0
+    for epoch in range(140):
+        got = scales(allowed_channel_genes(space, epoch, start_epoch=60))
+        if epoch < 60:
+            assert got == [2.0], epoch
+        else:
+            floor = SPEC_FLOOR_SCALE.get(epoch - 60, 0.6)
+            want = [s for s in (0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0) if s >= floor]
+            assert got == want, epoch
+    # e = 0 is exactly {1.8, 2.0}
+    assert scales(allowed_channel_genes(space, 60, 60)) == [1.8, 2.0]
+
+
+def test_warmup_stops_at_the_configured_minimum():
+    space = SearchSpace()
+    assert scales(allowed_channel_genes(space, 66, 60, min_gene=4))[0] == 1.0  # 6-8 would be 0.8
+    assert scales(allowed_channel_genes(space, 200, 60, min_gene=4))[0] == 1.0
+    full = SearchSpace(channel_genes=tuple(range(10)))  # 0.2..2.0 allowed: after e = 12 all of it
+    assert scales(allowed_channel_genes(full, 72, 60))[0] == 0.6
+    assert scales(allowed_channel_genes(full, 73, 60))[0] == 0.2
+    assert allowed_channel_genes(space, 5, None) == space.channel_genes  # no warm-up
+    with pytest.raises(SposError, match="minimum channel gene"):
+        allowed_channel_genes(space, 0, None, min_gene=10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    genes=st.sets(st.integers(0, 9), min_size=1),
+    start=st.integers(0, 50),
+    min_gene=st.one_of(st.none(), st.integers(0, 9)),
+)
+def test_warmup_is_a_growing_subset_of_the_space(genes, start, min_gene):
+    space = SearchSpace(channel_genes=tuple(genes))
+    if min_gene is not None and min_gene > max(genes):
+        with pytest.raises(SposError):
+            allowed_channel_genes(space, 0, start, min_gene)
+        return
+    prev = None
+    for epoch in range(start + 20):
+        got = set(allowed_channel_genes(space, epoch, start, min_gene))
+        assert got and got <= set(genes)
+        assert min(got) >= (min_gene if min_gene is not None else min(genes))
+        if prev is not None:
+            assert prev <= got  # the warm-up only ever widens the choice
+        prev = got
+    assert max(prev) == max(genes)
+
+
+def window_around(space, seed, d):
+    """A window around a sampled path's costs (so some path lies inside)."""
+    c = cost_table(space)(sample(space, random.Random(seed)))
+    return Window(c.macs * (1 - d[0]), c.macs * (1 + d[1]), c.params * (1 - d[2]), c.params * (1 + d[3]))
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), d=st.tuples(*[st.floats(0.002, 0.3)] * 4), kind=st.sampled_from(["random", "strolling"]))
+def test_every_constrained_sample_is_in_the_window(seed, d, kind):
+    window = window_around(TINY, seed, d)
+    table = cost_table(TINY)
+    try:
+        sampler = build_sampler(TINY, kind, seed=seed, window=window)
+    except SposError as e:
+        # Only rejection sampling may give up, and only on a window too narrow for it.
+        assert kind == "random" and "strolling" in str(e)
+        return
+    for _ in range(60):
+        arch = sampler.sample(epoch=0)
+        arch.validate(TINY)
+        assert window.contains(table(arch)), (str(arch), window)
+
+
+@FAST
+@given(seed=st.integers(0, 1000), kind=st.sampled_from(["random", "strolling"]))
+def test_constrained_samples_respect_warmup_and_window(seed, kind):
+    space, table = SearchSpace(), cost_table(SearchSpace())
+    sampler = build_sampler(space, kind, seed=seed, window=SPEC_WINDOW, warmup_start_epoch=0)
+    for epoch in (0, 3, 5, 9, 13):
+        allowed = set(allowed_channel_genes(space, epoch, 0))
+        before = sampler.warmup_fallbacks
+        for _ in range(5):
+            arch = sampler.sample(epoch)
+            assert set(arch.channels) <= allowed
+            # Either in the window, or the warm-up's genes cannot reach it (counted fallback).
+            assert SPEC_WINDOW.contains(table(arch)) or sampler.warmup_fallbacks > before
+    assert sampler.warmup_fallbacks >= 5  # epoch 0 allows only 2.0: every such path is > 330M MACs
+    (lo, _), _ = reachable_costs(space, (9,))
+    assert lo > SPEC_WINDOW.max_macs
+
+
+def test_strolling_covers_more_of_the_window_than_random():
+    results = {}
+    for name, space in (("oneshot", SearchSpace()), ("small", SMALL)):
+        window = default_window(space)
+        r = compare_samplers(space, window, n=1000, seed=0, kinds=("random", "strolling"))
+        results[name] = r.coverage
+        print(f"{name}: window {window}; coverage random {r.coverage['random']:.1%}, "
+              f"strolling {r.coverage['strolling']:.1%}")  # fmt: skip
+        assert r.in_window == {"random": 1.0, "strolling": 1.0}
+        assert r.coverage["strolling"] > 1.3 * r.coverage["random"]
+
+
+def test_strolling_sweeps_every_bin_up_and_down():
+    space = SearchSpace()
+    sampler = build_sampler(space, "strolling", seed=3, window=SPEC_WINDOW)
+    bins = sampler.bins(space.channel_genes)
+    assert len(bins) == 7 and bins[0] == (190e6, 210e6) and bins[-1] == (310e6, 330e6)  # 20M bins
+    table = cost_table(space)
+    sampler.sample()  # the first step places the population and the sweep's start
+    centres, macs = [], []
+    for _ in range(4 * len(bins)):  # two full cycles: up, down, up, down
+        centres.append(sum(bins[sampler.bin]) / 2)  # the bin this step aims at
+        macs.append(table(sampler.sample()).macs)
+    # The trained path follows the bin it aims at (the extreme corners may lag a little) ...
+    assert np.corrcoef(centres, macs)[0, 1] > 0.9
+    # ... and the walk reaches both ends of the window's MACs range.
+    assert min(macs) < bins[0][1] + 10e6 and max(macs) > bins[-1][0]
+    small = build_sampler(SMALL, "strolling", window=default_window(SMALL))
+    assert len(small.bins(SMALL.channel_genes)) == 10  # a few-M window: 10 bins, not one 20M bin
+    with pytest.raises(SposError, match="bin_macs"):
+        build_sampler(SMALL, "strolling", window=default_window(SMALL), bin_macs=0)
+
+
+@pytest.mark.parametrize("kind", ["random", "strolling"])
+def test_unsatisfiable_window_errors_quickly(kind):
+    space = SearchSpace()
+    (m_lo, _m_hi), (_p_lo, p_hi) = reachable_costs(space)
+    t = time.perf_counter()
+    with pytest.raises(SposError, match=r"outside.*MACs 179\.774M\.\.880\.366M"):
+        build_sampler(space, kind, window=Window(max_macs=m_lo - 1))
+    # Each bound alone is reachable; together they are not (the most parameters need big MACs).
+    with pytest.raises(SposError, match="not reached"):
+        build_sampler(space, kind, window=Window(max_macs=m_lo * 1.01, min_params=p_hi * 0.99))
+    assert time.perf_counter() - t < 10
+    with pytest.raises(SposError, match="needs a window"):
+        build_sampler(space, kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_dict_round_trip_continues_the_sequence_exactly(kind):
+    window = default_window(SMALL)
+
+    def fresh():
+        return build_sampler(SMALL, kind, seed=7, window=window, warmup_start_epoch=2)
+
+    a = fresh()
+    epochs = [0, 1, 2, 3, 4, 6, 9, 15]
+    first = [a.sample(e) for e in epochs for _ in range(3)]
+    buf = io.BytesIO()
+    torch.save({"sampler": a.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)["sampler"]
+    rest_a = [a.sample(e) for e in (15, 16, 20) for _ in range(20)]
+    b = fresh()
+    b.load_state_dict(state)
+    rest_b = [b.sample(e) for e in (15, 16, 20) for _ in range(20)]
+    assert rest_a == rest_b and b.count == a.count
+    c = fresh()  # and a fresh sampler without the state starts over, so the state mattered
+    assert [c.sample(e) for e in epochs for _ in range(3)] == first
+
+
+def plain(x) -> bool:
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and plain(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(plain(v) for v in x)
+    return x is None or isinstance(x, (int, float, str, torch.Tensor))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_sequence_and_plain_state(kind):
+    window = default_window(TINY)
+    seqs = [[s.sample(e % 3) for e in range(40)] for s in
+            (build_sampler(TINY, kind, seed=s, window=window, warmup_start_epoch=1) for s in (1, 1, 2))]  # fmt: skip
+    assert seqs[0] == seqs[1]
+    assert seqs[0] != seqs[2]
+    sampler = build_sampler(TINY, kind, seed=1, window=window)
+    sampler.sample()
+    assert plain(sampler.state_dict())
+    other = next(k for k in KINDS if k != kind)
+    with pytest.raises(SposError, match="same sampler kind"):
+        build_sampler(TINY, other, window=window).load_state_dict(sampler.state_dict())
+
+
+def test_uniform_draws_every_block_and_allowed_channel_evenly():
+    sampler = build_sampler(TINY, "uniform", seed=0, warmup_start_epoch=0)
+    archs = [sampler.sample(epoch=4) for _ in range(1000)]  # e = 4: scales >= 1.0 (genes 4..9)
+    blocks = Counter(b for a in archs for b in a.blocks)
+    channels = Counter(c for a in archs for c in a.channels)
+    n = 1000 * TINY.num_blocks
+    assert set(blocks) == {0, 1, 2, 3} and all(abs(v / n - 1 / 4) < 0.03 for v in blocks.values())
+    assert set(channels) == {4, 5, 6, 7, 8, 9} and all(abs(v / n - 1 / 6) < 0.03 for v in channels.values())
+
+
+def test_window_checks_and_membership():
+    w = Window(min_macs=1e6, max_macs=2e6, max_params=5e5)
+    assert w.contains(Costs(1_500_000, 1)) and not w.contains(Costs(2_000_001, 1))
+    assert w.contains(Costs(1_000_000, 500_000)) and not w.contains(Costs(1_500_000, 500_001))
+    with pytest.raises(SposError, match="swap the bounds"):
+        Window(min_params=3e6, max_params=2e6)
+    with pytest.raises(SposError, match="unknown sampler"):
+        build_sampler(TINY, "evolution")
+
+
+def test_coverage_counts_cells_among_those_any_sampler_reached():
+    w = Window(0, 10, 0, 10)
+    pts = {"a": (np.array([0.5, 1.5, 9.5, 20.0]), np.array([0.5, 0.5, 9.5, 1.0])),  # 3 cells + 1 outside
+           "b": (np.array([0.5, 5.5]), np.array([0.5, 5.5]))}  # fmt: skip
+    assert sampling_coverage(pts, w, grid=10) == {"a": 0.75, "b": 0.5}
+
+
+def test_plot_sampling_cli_on_the_small_preset(capsys, tmp_path):
+    png = tmp_path / "s.png"
+    code = main(["plot-sampling", "--width", "0.5", "--stage-depths", "1", "1", "2", "1",
+                 "--input-size", "28", "--input-channels", "1", "--num-classes", "10",
+                 "--samples", "300", "--out", str(png)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["random"], ["strolling"])}
+    assert rows["random"][1] == "100.0%" and rows["strolling"][1] == "100.0%"
+    code = main(["plot-sampling", "--max-macs", "1M", "--min-macs", "0.5M", "--out", str(png)])
+    assert code == 2 and "outside what this search space can reach" in capsys.readouterr().err

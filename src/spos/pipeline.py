@@ -316,7 +316,12 @@ def write_report(config: PipelineConfig, summary: dict) -> None:
         from .sampling import Window, default_window
 
         window = Window(**sup_cfg.window) if sup_cfg.window else default_window(space)
-        comparison = compare_samplers(space, window, n=config.sampling_plot_samples, seed=config.seed)
+        n = config.sampling_plot_samples
+        try:
+            comparison = compare_samplers(space, window, n=n, seed=config.seed)
+        except SposError:
+            # Rejection sampling refuses windows it rarely hits; show what training could use.
+            comparison = compare_samplers(space, window, n=n, seed=config.seed, kinds=("uniform", "strolling"))
         plot_sampling(comparison, str(sampling_png))
         coverage = comparison.coverage
         atomic_write_json(out / "sampling.json", {"window": str(window), "coverage": coverage,

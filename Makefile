@@ -20,12 +20,11 @@ data:
 	bash scripts/fetch_fashion_mnist.sh $(DATA)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
+# A finished demo is not retrained: `make demo` again reprints its summary (stages are skipped).
 demo: $(STAMP) data
-	$(BIN)/spos count oneshot
-	$(BIN)/spos count oneshot+
-	$(BIN)/spos count oneshot-s+
+	$(BIN)/spos pipeline --config configs/pipeline.yaml --out runs/demo --resume
 
 clean:
 	rm -rf $(VENV) runs

@@ -438,13 +438,20 @@ class LatencyTable:
         from .supernet import make_classifier, make_head, make_stem
 
         timer = _Timer(backend, device, threads, warmup, repeats, batch_size)
-        overhead = timer(_Empty(), (space.input_channels, space.input_size, space.input_size))
-        stem = timer(make_stem(space), (space.input_channels, space.input_size, space.input_size))
+        overheads: dict[tuple, float] = {}
+
+        def measure(module: nn.Module, shape: tuple) -> float:
+            # Each part runs as its own model: take off the per-call cost of a model with the
+            # same input (feeding and returning tensors of that size), added back once in predict.
+            if shape not in overheads:
+                overheads[shape] = timer(_Empty(), shape)
+            return max(timer(module, shape) - overheads[shape], 0.0)
+
+        image = (space.input_channels, space.input_size, space.input_size)
+        stem = measure(make_stem(space), image)
+        overhead = overheads[image]
         last = space.final_size
-        head = timer(
-            nn.Sequential(make_head(space), make_classifier(space)),
-            (space.stage_channels[-1], last, last),
-        )
+        head = measure(nn.Sequential(make_head(space), make_classifier(space)), (space.stage_channels[-1], last, last))
         positions = space.positions()
         blocks: list[list[list[float | None]]] = [
             [[None] * len(SCALES) for _ in BLOCK_NAMES] for _ in positions
@@ -467,24 +474,13 @@ class LatencyTable:
                         p.act,
                         p.use_se,
                     )
-                    ms = timer(block, (p.in_channels, p.input_size, p.input_size))
-                    blocks[p.index][b][g] = max(ms - overhead, 0.0)
+                    blocks[p.index][b][g] = measure(block, (p.in_channels, p.input_size, p.input_size))
             if progress:
                 progress(
                     f"position {p.index}: {p.in_channels}->{p.out_channels}, stride {p.stride}, "
                     f"{p.input_size}x{p.input_size} measured"
                 )
-        return cls(
-            space,
-            device,
-            backend,
-            threads,
-            batch_size,
-            overhead,
-            max(stem - overhead, 0.0),
-            max(head - overhead, 0.0),
-            blocks,
-        )
+        return cls(space, device, backend, threads, batch_size, overhead, stem, head, blocks)
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of ``arch`` in milliseconds."""

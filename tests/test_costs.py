@@ -2,16 +2,16 @@ import random
 import time
 
 import pytest
+import torch
 import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from spos import zoo
 from spos.costs import cost_table, count, count_micronet, num_params, sigma_score
 from spos.space import SearchSpace, largest, sample, smallest
 from spos.supernet import SubNet, SuperNet, make_classifier, make_head, make_stem
-import torch
-from torch import nn
 
 
 @pytest.mark.parametrize(

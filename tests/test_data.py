@@ -79,7 +79,7 @@ def test_missing_builtin_says_how_to_fetch_it(tmp_path, monkeypatch):
 def _image_tree(root, corrupt: bool = True):
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
-        for c, cls in enumerate(("cat", "dog")):
+        for cls in ("cat", "dog"):
             d = root / split / cls
             d.mkdir(parents=True)
             for i in range(3):

@@ -3,11 +3,11 @@ import json
 
 import pytest
 import yaml
-
 from idx_fixtures import TINY_SPACE, write_fashion
+
 from spos.cli import main
-from spos.pipeline import PipelineConfig, run_pipeline
 from spos.errors import SposError
+from spos.pipeline import PipelineConfig, run_pipeline
 
 
 @pytest.fixture

@@ -5,10 +5,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spos import zoo
-from spos.space import (
-    Arch, ArchError, SearchSpace, crossover, largest, mid_channels, mutate, sample, smallest,
-)  # fmt: skip
 from spos.errors import SposError
+from spos.space import (
+    Arch,
+    ArchError,
+    SearchSpace,
+    crossover,
+    largest,
+    mid_channels,
+    mutate,
+    sample,
+    smallest,
+)  # fmt: skip
 
 SPACE = SearchSpace()
 

@@ -7,8 +7,8 @@ Units: ``macs`` are multiply-accumulates (what the SPEC tables call "FLOPs"); ``
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ class Costs:
     macs: int
     params: int
 
-    def __add__(self, other: "Costs") -> "Costs":
+    def __add__(self, other: Costs) -> Costs:
         return Costs(self.macs + other.macs, self.params + other.params)
 
     @property

@@ -15,8 +15,8 @@ Genetic operators (sampling, mutation, crossover) are pure functions of an expli
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Iterable, Sequence
 
 from .errors import SposError
 
@@ -111,7 +111,7 @@ class SearchSpace:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def preset(cls, layout: str = "oneshot", width: float = 1.0, **kwargs) -> "SearchSpace":
+    def preset(cls, layout: str = "oneshot", width: float = 1.0, **kwargs) -> SearchSpace:
         """The `oneshot` or `shufflenetv2+` layout, optionally scaled by ``width``."""
         if layout not in LAYOUTS:
             raise SposError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -119,7 +119,7 @@ class SearchSpace:
         return cls(stage_channels=channels, **kwargs)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SearchSpace":
+    def from_dict(cls, d: dict) -> SearchSpace:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
@@ -133,7 +133,7 @@ class SearchSpace:
                 d[k] = list(v)
         return d
 
-    def replace(self, **kwargs) -> "SearchSpace":
+    def replace(self, **kwargs) -> SearchSpace:
         return replace(self, **kwargs)
 
     # ---- geometry ---------------------------------------------------------------------
@@ -147,7 +147,7 @@ class SearchSpace:
             return self.dropout
         return 0.2 if self.use_se else 0.1
 
-    def positions(self) -> list["Position"]:
+    def positions(self) -> list[Position]:
         """Static facts of every block position: channels, stride, resolution, act, SE."""
         out: list[Position] = []
         inp = self.stem_channels
@@ -231,7 +231,7 @@ class Arch:
         return f"{grouped(self.blocks)}:{grouped(self.channels)}"
 
     @classmethod
-    def parse(cls, text: str, stage_depths: Sequence[int] = DEFAULT_DEPTHS) -> "Arch":
+    def parse(cls, text: str, stage_depths: Sequence[int] = DEFAULT_DEPTHS) -> Arch:
         """Parse ``BLOCKS:CHANNELS``; dashes, spaces, commas and underscores are ignored."""
         if not isinstance(text, str) or text.count(":") != 1:
             raise ArchError(
@@ -253,7 +253,7 @@ class Arch:
                 )
         return cls(tuple(halves[0]), tuple(halves[1]), tuple(stage_depths))
 
-    def validate(self, space: SearchSpace) -> "Arch":
+    def validate(self, space: SearchSpace) -> Arch:
         """Raise :class:`ArchError` unless every gene is allowed by ``space``."""
         if tuple(self.stage_depths) != space.stage_depths:
             raise ArchError(

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .. import archs
-from ..costs import count_micronet, cost_table
+from ..costs import cost_table, count_micronet
 from ..space import BLOCK_NAMES, SCALES
 from ..supernet import SubNet
 from .common import add_space_args, space_from_args

@@ -111,6 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--calibration-archs", type=int, default=5,
+                   help="whole random subnets measured to fit the table's scale (0: none)")
     add_space_args(p)
     p.set_defaults(func=run_latency_table)
 
@@ -324,13 +326,15 @@ def run_quantize(args: argparse.Namespace) -> int:
 def run_latency_table(args: argparse.Namespace) -> int:
     from ..deploy import LatencyTable
     from ..runs import load_yaml_config
-    from ..space import SearchSpace
 
     if args.config:
         cfg = load_yaml_config(args.config)
         if not isinstance(cfg.get("space"), dict):
             raise SposError(f"config {args.config} has no `space:` mapping to build the table for")
-        space = SearchSpace.from_dict(cfg["space"])
+        from ..train import TrainConfig, build_space
+
+        # The same resolution as training (layout/width keys, the dataset's defaults).
+        space, _ = build_space(TrainConfig(data=cfg.get("data", "builtin"), space=cfg["space"]))
     else:
         space = space_from_args(args).replace(channel_genes=tuple(range(2, 10)))
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 1:
@@ -344,6 +348,7 @@ def run_latency_table(args: argparse.Namespace) -> int:
         args.repeats,
         args.batch_size,
         progress=lambda msg: print(msg, file=sys.stderr),
+        calibration_archs=args.calibration_archs,
     )
     table.save(args.out)
     print(

@@ -131,29 +131,12 @@ def export_onnx(
         # The TorchScript exporter is deprecated, not broken; users need not see that per call.
         warnings.simplefilter("ignore")
         if dynamo:
-            torch.onnx.export(
-                net,
-                (x,),
-                path,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-                dynamo=True,
-                opset_version=max(OPSET, 18),
-                external_data=False,
-                verbose=False,
-            )
+            kw = {"dynamic_shapes": {"x": {0: torch.export.Dim("batch")}}, "dynamo": True,
+                  "opset_version": max(OPSET, 18), "external_data": False, "verbose": False}  # fmt: skip
         else:
-            torch.onnx.export(
-                net,
-                (x,),
-                path,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
+            kw = {"dynamic_axes": {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, "dynamo": False,
+                  "opset_version": OPSET}  # fmt: skip
+        torch.onnx.export(net, (x,), path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], **kw)
 
 
 def ort_session(model: str | os.PathLike | bytes, threads: int = 2, device: str = "cpu"):

@@ -21,7 +21,14 @@ import torch.distributed as dist
 from . import data as datalib
 from .costs import cost_table, count_micronet
 from .errors import SposError
-from .runs import atomic_write_json, atomic_write_text, load_checkpoint, load_model, write_run_info
+from .runs import (
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    load_model,
+    model_from_checkpoint,
+    write_run_info,
+)
 from .space import Arch
 
 STAGES = ("supernet", "search", "subnet", "evaluate", "report")
@@ -196,7 +203,8 @@ def evaluate_stage(config: PipelineConfig, best: dict, search_cfg) -> dict:
     out = Path(config.out)
     device = resolve_device(config.device)
     subnet, space, arch = load_model(out / "subnet" / "final.pt")
-    supernet, sup_space, _ = load_model(out / "supernet" / "final.pt")
+    sup_ckpt = load_checkpoint(out / "supernet" / "final.pt")
+    supernet, sup_space, _ = model_from_checkpoint(sup_ckpt, out / "supernet" / "final.pt")
     test = datalib.dataset(config.data, "val", train=False, input_size=space.input_size)
     idx = list(range(len(test)))
     x_test, y_test = datalib.to_tensors(test, idx, batch_size=500)
@@ -206,11 +214,11 @@ def evaluate_stage(config: PipelineConfig, best: dict, search_cfg) -> dict:
 
     stand_alone = evaluate(subnet.to(device), batches(), device)
     # The same recalibration images the search used (seeded subset of the supernet's train split).
-    from .search import load_search_data
+    from .search import search_split
 
     sup_arch = Arch.parse(best["arch"], sup_space.stage_depths)
-    train_cfg = load_checkpoint(out / "supernet" / "final.pt").get("config") or {}
-    recal = load_search_data(config.data, sup_space, search_cfg, train_cfg).recal_images
+    ds, recal_idx, _ = search_split(config.data, sup_space, search_cfg, sup_ckpt.get("config") or {})
+    recal, _ = datalib.to_tensors(ds, recal_idx, batch_size=search_cfg.batch_size)
     path_net = supernet.subnet(sup_arch).to(device)
     recalibrate_bn(path_net, recal.to(device), search_cfg.batch_size)
     via_supernet = evaluate(path_net, batches(), device)

@@ -141,10 +141,15 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
     Returns ``(model, space, arch)``; ``arch`` is None for a supernet.
     """
+    return model_from_checkpoint(load_checkpoint(path, map_location), path)
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint"):
+    """:func:`load_model` for a checkpoint already read with :func:`load_checkpoint` (so callers
+    that also need its ``config`` read the file once)."""
     from .space import Arch, SearchSpace
     from .supernet import SubNet, SuperNet
 
-    ckpt = load_checkpoint(path, map_location)
     if "space" not in ckpt or "model" not in ckpt:
         raise SposError(f"{path} holds no model (kind {ckpt.get('kind')!r})")
     space = SearchSpace.from_dict(ckpt["space"])

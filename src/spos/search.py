@@ -632,7 +632,22 @@ def load_search_data(
     The recalibration images are a subset of the rest drawn with ``config.seed``. Both use the
     eval transform (no augmentation).
     """
-    from .data import dataset, holdout_split, to_tensors
+    from .data import to_tensors
+
+    ds, recal_idx, holdout_idx = search_split(data, space, config, train_config)
+    recal, _ = to_tensors(ds, recal_idx, batch_size=config.batch_size)
+    images, labels = to_tensors(ds, holdout_idx, batch_size=config.batch_size)
+    if tuple(images.shape[1:]) != (space.input_channels, space.input_size, space.input_size):
+        raise SposError(f"data {data!r} gives {tuple(images.shape[1:])} images; the supernet expects "
+                        f"{(space.input_channels, space.input_size, space.input_size)}: pass the data it was "
+                        f"trained on")  # fmt: skip
+    return SearchData(recal, images, labels.long())
+
+
+def search_split(data: str, space: SearchSpace, config: SearchConfig, train_config: dict | None = None):
+    """``(train dataset, recalibration indices, held-out indices)`` of a search, without decoding
+    any image (see :func:`load_search_data`)."""
+    from .data import dataset, holdout_split
 
     ds = dataset(data, "train", train=False, input_size=space.input_size)
     n = len(ds)
@@ -649,13 +664,7 @@ def load_search_data(
         raise SposError(f"--recal-images {config.recal_images} is more than the {len(train_idx)} training "
                         f"images outside the holdout; lower it")  # fmt: skip
     recal_idx = random.Random(config.seed).sample(list(train_idx), config.recal_images)
-    recal, _ = to_tensors(ds, recal_idx, batch_size=config.batch_size)
-    images, labels = to_tensors(ds, holdout_idx, batch_size=config.batch_size)
-    if tuple(images.shape[1:]) != (space.input_channels, space.input_size, space.input_size):
-        raise SposError(f"data {data!r} gives {tuple(images.shape[1:])} images; the supernet expects "
-                        f"{(space.input_channels, space.input_size, space.input_size)}: pass the data it was "
-                        f"trained on")  # fmt: skip
-    return SearchData(recal, images, labels.long())
+    return ds, recal_idx, holdout_idx
 
 
 def run_search(
@@ -673,12 +682,13 @@ def run_search(
     """Load a supernet file (``final.pt`` or a training ``checkpoint.pt``) and ``data``, search,
     and write the run folder (config.yaml, run.json, search_state.json, candidates.csv,
     best.json, pareto.json, fitness.png, pareto.png). Works under ``torchrun``."""
-    from .runs import load_checkpoint, load_model
+    from .runs import load_checkpoint, model_from_checkpoint
 
     dev = resolve_device(device)
     init_distributed(dev)
-    model, space, arch = load_model(supernet_path, map_location="cpu")
-    train_config = load_checkpoint(supernet_path).get("config") or {}
+    ckpt = load_checkpoint(supernet_path, map_location="cpu")
+    model, space, arch = model_from_checkpoint(ckpt, supernet_path)
+    train_config = ckpt.get("config") or {}
     if arch is not None or not isinstance(model, SuperNet):
         raise SposError(f"{supernet_path} holds a subnet ({arch}); search needs a supernet file "
                         f"(final.pt of `spos train supernet`)")  # fmt: skip

@@ -26,7 +26,7 @@ from spos import zoo
 from spos.deploy import (
     LatencyTable,
     export_onnx,
-    measure_model_ms,
+    measure_models_ms,
     onnx_accuracy,
     onnx_latency,
     quantize_onnx,
@@ -42,33 +42,42 @@ def latency_variants(tmp: Path, rounds: int, repeats: int) -> None:
     torch.manual_seed(0)
     model = SubNet(e.space(), e.arch)
     shape = (3, 224, 224)
-    files = {"fp32 (BN unfolded)": tmp / "unfolded.onnx", "fp32 BN-folded": tmp / "folded.onnx"}
+    files = {
+        "fp32 (BN unfolded)": tmp / "unfolded.onnx",
+        "fp32 BN-folded": tmp / "folded.onnx",
+        "fp32 BN-folded, int8 graph": tmp / "folded_int8graph.onnx",
+    }
     export_onnx(model, files["fp32 (BN unfolded)"], shape, fold=False)
     export_onnx(model, files["fp32 BN-folded"], shape)
+    export_onnx(model, files["fp32 BN-folded, int8 graph"], shape, graph="int8")
     calib = torch.randn(32, *shape, generator=torch.Generator().manual_seed(0))
-    int8 = {
-        "int8 QDQ per-channel (default)": {},
-        "int8 QOperator per-channel": {"fmt": "qoperator"},
-        "int8 QDQ per-tensor": {"per_channel": False},
-        "int8 QDQ, Slice kept fp32": {"exclude_op_types": ["Slice"]},
-        "int8 QDQ, no quant_pre_process": {"preprocess": False},
+    int8 = {  # name: (fp32 source, quantize_onnx options)
+        "int8 QDQ, int8 graph (default)": ("fp32 BN-folded, int8 graph", {}),
+        "int8 QOperator, int8 graph": ("fp32 BN-folded, int8 graph", {"fmt": "qoperator"}),
+        "int8 QDQ, plain graph": ("fp32 BN-folded", {}),
     }
-    for i, (name, kw) in enumerate(int8.items()):
+    for i, (name, (src, kw)) in enumerate(int8.items()):
         files[name] = tmp / f"int8_{i}.onnx"
-        quantize_onnx(files["fp32 BN-folded"], files[name], calib, **kw)
+        quantize_onnx(files[src], files[name], calib, **kw)
     times: dict[str, list[float]] = {k: [] for k in files}
     for _ in range(rounds):
         for name, f in files.items():
             times[name].append(onnx_latency(f, shape, THREADS, warmup=5, repeats=repeats))
     base = statistics.median(times["fp32 (BN unfolded)"])
+    best = statistics.median(times["fp32 BN-folded"])
     print(
         f"\nOneShot-S+ in onnxruntime, 224x224, batch 1, {THREADS} threads "
         f"(median of {rounds} interleaved rounds x {repeats} runs)"
     )
-    print(f"{'model':<34}{'ms':>9}{'x fp32':>9}   rounds (ms)")
+    print(f"{'model':<34}{'ms':>9}{'x fp32':>9}{'x folded':>10}   rounds (ms)")
     for name, t in times.items():
         m = statistics.median(t)
-        print(f"{name:<34}{m:>9.2f}{m / base:>9.2f}   {' '.join(f'{v:.1f}' for v in t)}")
+        print(
+            f"{name:<34}{m:>9.2f}{m / base:>9.2f}{m / best:>10.2f}   "
+            f"{' '.join(f'{v:.1f}' for v in t)}"
+        )
+    m = statistics.median(times["int8 QDQ, int8 graph (default)"])
+    print(f"int8 / fp32: {m / base:.2f}x, int8 / BN-folded fp32: {m / best:.2f}x (goal <= 0.7x)")
 
 
 def accuracy(model_path: str | None, tmp: Path, calib_images: int, eval_images: int) -> None:
@@ -85,8 +94,8 @@ def accuracy(model_path: str | None, tmp: Path, calib_images: int, eval_images: 
     model, space, _ = load_model(model_path)
     shape = (space.input_channels, space.input_size, space.input_size)
     fp32, int8 = tmp / "trained.onnx", tmp / "trained_int8.onnx"
-    export_onnx(model, fp32, shape)
     calib, _ = _images("builtin", "train", calib_images, shape)
+    export_onnx(model, fp32, shape, graph="int8")
     quantize_onnx(fp32, int8, calib)
     images, labels = _images("builtin", "val", eval_images, shape)
     a32, a8 = (
@@ -101,14 +110,14 @@ def accuracy(model_path: str | None, tmp: Path, calib_images: int, eval_images: 
     )
 
 
-def table_error(table_path: str | None, backend: str, n_archs: int, repeats: int) -> None:
+def table_error(table_path: str | None, backend: str, n_archs: int, repeats: int, rounds: int) -> None:
     space = zoo.get("oneshot-s+").space(channel_genes=tuple(range(2, 10)))
     if table_path and Path(table_path).is_file():
         table = LatencyTable.load(table_path)
         print(f"\nlatency table {table_path} ({table.backend}, {table.threads} threads)")
     else:
         t = time.perf_counter()
-        table = LatencyTable.build(space, "cpu", backend, THREADS, warmup=3, repeats=repeats)
+        table = LatencyTable.build(space, "cpu", backend, THREADS, warmup=3, repeats=repeats, rounds=rounds)
         print(
             f"\nlatency table ({backend}, cpu, {THREADS} threads, batch 1, {repeats} repeats) built in "
             f"{time.perf_counter() - t:.0f} s"
@@ -116,22 +125,19 @@ def table_error(table_path: str | None, backend: str, n_archs: int, repeats: int
         if table_path:
             table.save(table_path)
     rng = random.Random(0)
+    archs = [sample(table.space, rng) for _ in range(n_archs)]
+    t = time.perf_counter()
+    measured = measure_models_ms(
+        [SubNet(table.space, a) for a in archs], (3, 224, 224), table.backend, "cpu", THREADS,
+        warmup=3, repeats=repeats, rounds=rounds,
+    )  # fmt: skip
+    print(f"{n_archs} archs measured in {rounds} interleaved rounds in {time.perf_counter() - t:.0f} s")
     errors = []
     print(f"{'arch':<50}{'measured ms':>12}{'predicted':>11}{'error':>8}")
-    for _ in range(n_archs):
-        arch = sample(table.space, rng)
-        measured = measure_model_ms(
-            SubNet(table.space, arch),
-            (3, 224, 224),
-            table.backend,
-            "cpu",
-            THREADS,
-            warmup=3,
-            repeats=repeats,
-        )
+    for arch, m in zip(archs, measured):
         predicted = table.predict(arch)
-        errors.append((predicted - measured) / measured)
-        print(f"{arch!s:<50}{measured:>12.2f}{predicted:>11.2f}{100 * errors[-1]:>7.1f}%")
+        errors.append((predicted - m) / m)
+        print(f"{arch!s:<50}{m:>12.2f}{predicted:>11.2f}{100 * errors[-1]:>7.1f}%")
     abs_err = sorted(abs(e) for e in errors)
     print(
         f"median |error| {100 * statistics.median(abs_err):.1f}% (goal <= 15%), max {100 * abs_err[-1]:.1f}%, "
@@ -145,6 +151,9 @@ def main() -> None:
         "--model", help="trained subnet final.pt (builtin dataset) for the accuracy row"
     )
     ap.add_argument("--archs", type=int, default=20)
+    ap.add_argument(
+        "--table-rounds", type=int, default=3, help="interleaved passes of the table and the archs"
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument(
@@ -165,7 +174,7 @@ def main() -> None:
         if "accuracy" not in args.skip:
             accuracy(args.model, Path(tmp), 256, 10000)
         if "table" not in args.skip:
-            table_error(args.table, args.backend, args.archs, 10)
+            table_error(args.table, args.backend, args.archs, 10, args.table_rounds)
     print(f"load average at end {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)", file=sys.stderr)
 
 

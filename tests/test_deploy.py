@@ -11,14 +11,18 @@ from spos import zoo
 from spos.cli import main
 from spos.costs import profile
 from spos.deploy import (
+    GRAPHS,
     INPUT_NAME,
     LatencyTable,
+    deployable,
     export_onnx,
     fold_bn,
     onnx_accuracy,
     ort_session,
     quantize_onnx,
     shuffle_as_conv,
+    shuffle_in_weights,
+    strided_slices,
 )
 from spos.errors import SposError
 from spos.runs import model_payload, save_checkpoint
@@ -67,14 +71,54 @@ def test_shuffle_as_conv_keeps_outputs_and_leaves_the_original_model_alone(tiny_
         assert torch.equal(model(x), swapped(x))
 
 
-@pytest.mark.parametrize("shuffle_conv", [False, True])
+def _deploy_cases():
+    """(space, arch) pairs that reach every branch of the int8 graph: stages with 0-7 stride-1
+    blocks (group depth), SE and MobileNetV3 head, odd widths, 28x28 grey input."""
+    base = SearchSpace(stage_depths=(1, 1, 2, 1), stage_channels=(24, 48, 96, 192), input_size=32,
+                       num_classes=10, stem_channels=8, stem_stride=1, last_channels=64)  # fmt: skip
+    spaces = [
+        base,
+        base.replace(use_se=True, last_conv_after_pooling=True),
+        base.replace(stage_depths=(2, 8, 1, 3), stage_channels=(40, 56, 72, 88), use_se=True),
+        SearchSpace.preset("oneshot", width=0.5, stage_depths=(1, 1, 2, 1), input_size=28,
+                           input_channels=1, num_classes=10, stem_stride=2),
+    ]  # fmt: skip
+    rng = random.Random(7)
+    return [(s, sample(s, rng)) for s in spaces for _ in range(3)]
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_int8_graph_has_no_strided_slice_and_keeps_outputs(tmp_path, case):
+    space, arch = _deploy_cases()[case]
+    model = _random_bn(SubNet(space, arch), seed=case)
+    x = torch.randn(2, space.input_channels, space.input_size, space.input_size)
+    with torch.no_grad():
+        ref = model(x)
+        assert (shuffle_in_weights(model)(x) - ref).abs().max().item() <= 1e-4
+        assert (deployable(model, "int8")(x) - ref).abs().max().item() <= 1e-4
+    plain, int8 = tmp_path / "plain.onnx", tmp_path / "int8.onnx"
+    shape = (space.input_channels, space.input_size, space.input_size)
+    export_onnx(model, plain, shape)
+    export_onnx(model, int8, shape, graph="int8")
+    assert strided_slices(plain) == sum(b.stride == 1 for b in model.features) * 2
+    assert strided_slices(int8) == 0
+    got = ort_session(int8).run(None, {INPUT_NAME: x.numpy()})[0]
+    assert np.abs(got - ref.numpy()).max() <= 1e-4
+
+
+def test_unknown_layout_is_refused(tiny_space):
+    with pytest.raises(SposError, match="unknown graph 'nchw'"):
+        deployable(SubNet(tiny_space, sample(tiny_space, random.Random(0))), "nchw")
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
 def test_onnx_export_matches_pytorch_in_onnxruntime_with_a_dynamic_batch(
-    tmp_path, tiny_space, shuffle_conv
+    tmp_path, tiny_space, graph
 ):
     space = tiny_space.replace(use_se=True, last_conv_after_pooling=True)
     model = _random_bn(SubNet(space, sample(space, random.Random(3))))
     path = tmp_path / "m.onnx"
-    export_onnx(model, path, (3, 32, 32), shuffle_conv=shuffle_conv)
+    export_onnx(model, path, (3, 32, 32), graph=graph)
     session = ort_session(path)
     for batch in (1, 5):
         x = torch.randn(batch, 3, 32, 32)
@@ -128,12 +172,14 @@ def _blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     )
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 10, (n,), generator=g)
-    return templates[labels] + 1.5 * torch.randn(n, 1, 16, 16, generator=g), labels
+    return templates[labels] + 3.0 * torch.randn(n, 1, 16, 16, generator=g), labels
 
 
-def test_int8_model_of_a_trained_subnet_stays_within_2_points_of_fp32(tmp_path):
+@pytest.fixture(scope="module")
+def trained_subnet() -> SubNet:
+    """A small SubNet with stride-1 blocks, SE and hard-swish, trained on the blobs."""
     space = SearchSpace(
-        stage_depths=(1, 1, 1, 1),
+        stage_depths=(1, 2, 2, 1),
         stage_channels=(16, 32, 64, 128),
         input_size=16,
         input_channels=1,
@@ -141,16 +187,15 @@ def test_int8_model_of_a_trained_subnet_stays_within_2_points_of_fp32(tmp_path):
         stem_channels=8,
         stem_stride=1,
         last_channels=64,
+        use_se=True,
     )
     torch.manual_seed(0)
-    model = SubNet(space, Arch((0, 1, 3, 0), (9, 9, 9, 9), (1, 1, 1, 1)))
+    model = SubNet(space, Arch((0, 1, 3, 0, 2, 1), (9, 9, 9, 9, 9, 9), (1, 2, 2, 1)))
     x, y = _blobs(4096, seed=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     model.train()
     threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # a model this small gains nothing from 2 threads and suffers on a busy CPU
+    torch.set_num_threads(1)  # a model this small gains nothing from 2 threads
     try:
         for _ in range(200):
             i = torch.randint(0, len(x), (64,))
@@ -160,17 +205,24 @@ def test_int8_model_of_a_trained_subnet_stays_within_2_points_of_fp32(tmp_path):
             opt.step()
     finally:
         torch.set_num_threads(threads)
+    return model.eval()
+
+
+@pytest.mark.parametrize("graph", ["plain", "int8"])
+def test_int8_model_of_a_trained_subnet_stays_within_2_points_of_fp32(
+    tmp_path, trained_subnet, graph
+):
+    model = trained_subnet
+    x, _ = _blobs(128, seed=1)
     fp32, int8 = tmp_path / "m.onnx", tmp_path / "m8.onnx"
-    export_onnx(model, fp32, (1, 16, 16))
-    quantize_onnx(fp32, int8, x[:128])
+    export_onnx(model, fp32, (1, 16, 16), graph=graph)
+    quantize_onnx(fp32, int8, x)
     tx, ty = _blobs(2000, seed=2)
     a32, a8 = onnx_accuracy(fp32, tx, ty), onnx_accuracy(int8, tx, ty)
     assert a32 >= 0.6  # it learned (chance is 0.1), so a broken quantiser would show
     assert abs(a32 - a8) <= 0.02
     with torch.no_grad():
-        assert a32 == pytest.approx(
-            (model.eval()(tx).argmax(1) == ty).float().mean().item(), abs=1e-3
-        )
+        assert a32 == pytest.approx((model(tx).argmax(1) == ty).float().mean().item(), abs=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +317,23 @@ def test_micronet_difference_to_the_mxnet_profile_is_what_docs_profiling_md_says
         301.4,
         288.3,
     )
+
+
+@pytest.mark.parametrize("graph", ["plain", "int8"])
+def test_quantize_cli_reports_accuracy_and_latency_and_hints_at_the_int8_graph(
+    tmp_path, monkeypatch, capsys, graph
+):
+    from idx_fixtures import write_fashion
+
+    monkeypatch.setenv("SPOS_DATA", str(write_fashion(tmp_path / "fashion", 64, 64)))
+    space = SearchSpace.preset("oneshot", width=0.5, stage_depths=(1, 2, 1, 1), input_size=28,
+                               input_channels=1, num_classes=10, stem_stride=2)  # fmt: skip
+    model = _random_bn(SubNet(space, sample(space, random.Random(0))))
+    fp32, int8 = tmp_path / "m.onnx", tmp_path / "m8.onnx"
+    export_onnx(model, fp32, (1, 28, 28), graph=graph)
+    args = ["quantize", str(fp32), "--calib", "builtin", "--out", str(int8), "--calib-images", "32"]
+    assert main([*args, "--eval-images", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 on 64 test images: fp32" in out and "latency, batch 1, 2 threads" in out
+    assert ("--graph int8" in out) == (graph == "plain")
+    assert ort_session(int8).run(None, {INPUT_NAME: np.zeros((2, 1, 28, 28), np.float32)})[0].shape == (2, 10)

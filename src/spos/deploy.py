@@ -99,10 +99,252 @@ def shuffle_as_conv(model: nn.Module) -> nn.Module:
     return model
 
 
-def deployable(model: nn.Module, shuffle_conv: bool = False) -> nn.Module:
-    """What ships: an eval-mode copy with BN folded and, optionally, shuffle as a 1x1 conv."""
+# ---- shuffle absorbed into weights ----------------------------------------------------------
+
+
+def _trailing_zeros(q: int) -> int:
+    return (q & -q).bit_length() - 1
+
+
+Groups = list[list[torch.Tensor]]
+
+
+class _SortedBlock(nn.Module):
+    """A BN-folded choice block that reads and writes feature maps as *groups of pieces*.
+
+    ShuffleNetV2 sends the odd channels of a stride-1 block's input to its main branch and the
+    even ones onward, where they are split again: the channel at logical position ``q`` of a
+    block's output enters the main branch ``tz(q)`` stride-1 blocks later (tz: trailing zero
+    bits), or never within the stage. That number is the channel's *group*. Between blocks a
+    feature map is a list of groups, each a list of contiguous pieces, so a stride-1 block
+    concatenates group 0 for its main branch, hands groups 1.. on as they are (group t+1 becomes
+    t) and adds one piece of its own output to each. Every channel is copied once on its way
+    into a main branch instead of twice per block, and no strided slice is left; the channel
+    orders inside pieces are absorbed into the convs' weights.
+    """
+
+    def __init__(self, block: nn.Module, a_sizes: list[int], a_groups: list[int],
+                 b_sizes: list[int], b_groups: list[int]) -> None:  # fmt: skip
+        super().__init__()
+        self.block = block
+        self.a_sizes, self.b_sizes = a_sizes, b_sizes  # piece widths of A (stride 2) and B
+        self.a_groups, self.b_groups = a_groups, b_groups  # the group of each piece
+
+    def forward(self, groups: Groups) -> Groups:
+        b = self.block
+        if b.proj is None:
+            y, out = _cat(groups[0]), [list(g) for g in groups[1:]]
+        else:
+            y = _cat([p for g in groups for p in g])
+            out = [[] for _ in range(max(self.a_groups + self.b_groups) + 1)]
+            for t, piece in zip(self.a_groups, _split(b.proj(y), self.a_sizes)):
+                out[t].append(piece)
+        y = b.main(y)
+        if b.se is not None:
+            y = b.se(y)
+        for t, piece in zip(self.b_groups, _split(y, self.b_sizes)):
+            out[t].append(piece)
+        return out
+
+
+class _SortedFeatures(nn.Module):
+    """The choice blocks of :func:`shuffle_in_weights`; one tensor in, one tensor out."""
+
+    def __init__(self, blocks: list[_SortedBlock]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        groups: Groups = [[x]]
+        for b in self.blocks:
+            groups = b(groups)
+        return _cat([p for g in groups for p in g])
+
+
+def _cat(pieces: list[torch.Tensor]) -> torch.Tensor:
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
+
+
+def _split(x: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, ...]:
+    return (x,) if len(sizes) == 1 else torch.split(x, sizes, 1)
+
+
+@torch.no_grad()
+def _permute_input(layers: nn.Sequential, order: list[int]) -> None:
+    """Make ``layers`` read input channel ``order[i]`` from channel ``i``: a leading depthwise
+    conv is permuted whole (its output follows the new order), the first dense conv by column."""
+    for m in layers:
+        if not isinstance(m, nn.Conv2d):
+            continue
+        if m.groups == 1:
+            m.weight.copy_(m.weight[:, order])
+            return
+        m.weight.copy_(m.weight[order])
+        if m.bias is not None:
+            m.bias.copy_(m.bias[order])
+
+
+@torch.no_grad()
+def _permute_output(conv: nn.Conv2d, order: list[int], se: nn.Module | None = None) -> None:
+    """Make ``conv`` (and the SE module that rescales its output) emit channel ``order[i]`` as i."""
+    conv.weight.copy_(conv.weight[order])
+    if conv.bias is not None:
+        conv.bias.copy_(conv.bias[order])
+    if se is not None:
+        se.reduce.weight.copy_(se.reduce.weight[:, order])
+        se.expand.weight.copy_(se.expand.weight[order])
+        se.expand.bias.copy_(se.expand.bias[order])
+
+
+def _pieces(pos: list[int], group: Callable[[int], int]) -> tuple[list[int], list[int]]:
+    """Widths and groups of the runs of equal group in ``pos`` (which is sorted by group)."""
+    sizes, groups = [], []
+    for t, run in itertools.groupby(pos, key=group):
+        sizes.append(len(list(run)))
+        groups.append(t)
+    return sizes, groups
+
+
+def shuffle_in_weights(model: nn.Module) -> nn.Module:
+    """A BN-folded copy of a :class:`~spos.supernet.SubNet` with no strided channel slicing.
+
+    Feature maps travel as groups of contiguous pieces (see :class:`_SortedBlock`): each
+    shuffle-and-split becomes a Concat of the pieces a main branch reads and one Split of each
+    new output, and the channel permutations live in the conv weights. Outputs match the
+    original model. This is what int8 backends want: onnxruntime's uint8 kernels run in NHWC,
+    where a step-2 channel slice is an element-by-element gather (about a third of the int8
+    OneShot-S+'s time), while pieces are row copies.
+    """
+    from .blocks import ChoiceBlock
+
     model = fold_bn(model)
-    return shuffle_as_conv(model) if shuffle_conv else model
+    blocks = list(model.features)
+    if not all(isinstance(b, ChoiceBlock) for b in blocks):
+        raise SposError("shuffle_in_weights needs a spos SubNet (features of choice blocks)")
+    phys = list(range(blocks[0].in_channels))  # phys[i]: logical channel stored at i
+    sorted_blocks = []
+    for j, b in enumerate(blocks):
+        rest = 0  # stride-1 blocks after this one in its stage
+        while j + 1 + rest < len(blocks) and blocks[j + 1 + rest].stride == 1:
+            rest += 1
+        group = lambda q, rest=rest: rest if q == 0 else min(_trailing_zeros(q), rest)
+        if b.proj is None:
+            half = b.in_channels // 2
+            assert all(q % 2 == 1 for q in phys[:half]), "input not in group order"
+            _permute_input(b.main, [(q - 1) // 2 for q in phys[:half]])
+            a_pos, n_a = [q // 2 for q in phys[half:]], half
+        else:
+            _permute_input(b.proj, phys)
+            _permute_input(b.main, phys)
+            n_a = b.in_channels
+            a_pos = sorted(range(n_a), key=lambda q: (group(q), q))
+            _permute_output(b.proj[-3], a_pos)  # ... conv, BN (Identity once folded), act
+        b_pos = sorted(range(n_a, b.out_channels), key=lambda q: (group(q), q))
+        _permute_output(b.main[-3], [q - n_a for q in b_pos], b.se)
+        assert [group(q) for q in a_pos] == sorted(group(q) for q in a_pos), "A not in order"
+        phys = [q for t in range(rest + 1) for pos in (a_pos, b_pos) for q in pos if group(q) == t]
+        a_sizes, a_groups = _pieces(a_pos, group)
+        b_sizes, b_groups = _pieces(b_pos, group)
+        sorted_blocks.append(_SortedBlock(b, a_sizes, a_groups, b_sizes, b_groups))
+    model.features = _SortedFeatures(sorted_blocks)
+    head_conv = next(m for m in model.head if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        head_conv.weight.copy_(head_conv.weight[:, phys])
+    return model
+
+
+class Hardswish6(nn.Module):
+    """``6 * hardswish(x) = x * clip(x + 3, 0, 6)``: two int8 ops (Add, Mul) in onnxruntime.
+
+    :func:`scale_hardswish` puts it where the factor 6 can be absorbed by the next conv.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.clamp(x + 3, 0, 6)
+
+
+class HardswishOps(nn.Module):
+    """``hardswish`` spelled as Add, Clip, Mul, Mul: quantisable op by op (ONNX HardSwish is not)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.clamp(x + 3, 0, 6) * (1 / 6)
+
+
+@torch.no_grad()
+def _rescale(layers: nn.Sequential, s_in: float, target: float | None = None) -> float:
+    """Rewrite ``layers`` (forward order) for an input stored ``s_in`` times its true value.
+
+    Convs and linears divide their weights by the scale of what they read; each Hardswish
+    becomes :class:`Hardswish6`, whose output is stored 6x (ReLU, pooling and identities keep
+    the scale). With ``target`` the output is made that many times its true value: through the
+    last conv when only ReLU-like ops follow it, else by the plain :class:`HardswishOps`.
+    Returns the output's scale.
+    """
+    s, last_conv, last_act = s_in, None, None
+    for name, m in layers.named_children():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            m.weight.div_(s)
+            s, last_conv, last_act = 1.0, m, None
+        elif isinstance(m, nn.Hardswish):
+            layers._modules[name] = Hardswish6()
+            s, last_act = 6.0, name
+    if target is None or target == s:
+        return s
+    if last_act is not None and target == 1.0:
+        layers._modules[last_act] = HardswishOps()
+        return 1.0
+    assert last_act is None and last_conv is not None, "cannot rescale this layer sequence"
+    last_conv.weight.mul_(target / s)  # only ReLU-like (positively homogeneous) ops follow
+    if last_conv.bias is not None:
+        last_conv.bias.mul_(target / s)
+    return target
+
+
+def scale_hardswish(model: nn.Module) -> nn.Module:
+    """A copy of a BN-folded SubNet (plain or from :func:`shuffle_in_weights`) whose
+    hard-swishes run as two int8-friendly ops.
+
+    ONNX's HardSwish has no int8 kernel in onnxruntime (it becomes fp32 HardSigmoid + Mul
+    between dequantise/quantise pairs). Here each one computes ``x * clip(x + 3, 0, 6)``, six
+    times the true value, and the next conv (or the classifier) divides its weights by 6. Every
+    feature map carries one scale for all its channels, so a pass-through channel and a new one
+    side by side agree; where they would not, a ReLU branch's last conv is rescaled. Outputs
+    match the original model.
+    """
+    from .blocks import ChoiceBlock
+
+    model = copy.deepcopy(model)
+    s = _rescale(model.stem, 1.0)
+    blocks = model.features.blocks if isinstance(model.features, _SortedFeatures) else model.features
+    for b in blocks:
+        block = b.block if isinstance(b, _SortedBlock) else b
+        if not isinstance(block, ChoiceBlock):
+            raise SposError("scale_hardswish needs a spos SubNet (features of choice blocks)")
+        s_out = s if block.proj is None else _rescale(block.proj, s)
+        _rescale(block.main, s, s_out)
+        if block.se is not None:
+            with torch.no_grad():
+                block.se.reduce.weight.div_(s_out)  # SE's gate reads the (scaled) mean
+        s = s_out
+    s = _rescale(model.head, s)
+    _rescale(model.classifier, s, 1.0)
+    return model
+
+
+#: Export graphs: ``plain`` (fastest fp32), ``int8`` (fastest int8 in onnxruntime: no strided
+#: slices, hard-swish as Add + Mul) and ``conv`` (shuffle as a 1x1 permutation conv).
+GRAPHS = ("plain", "int8", "conv")
+
+
+def deployable(model: nn.Module, graph: str = "plain") -> nn.Module:
+    """What ships: an eval-mode copy with BN folded, as one of :data:`GRAPHS`."""
+    if graph == "plain":
+        return fold_bn(model)
+    if graph == "conv":
+        return shuffle_as_conv(fold_bn(model))
+    if graph == "int8":
+        return scale_hardswish(shuffle_in_weights(model))
+    raise SposError(f"unknown graph {graph!r}; choose one of {', '.join(GRAPHS)}")
 
 
 # ---- ONNX export ----------------------------------------------------------------------------
@@ -112,20 +354,19 @@ def export_onnx(
     model: nn.Module,
     path: str | os.PathLike | io.BytesIO,
     input_shape: Sequence[int],
-    shuffle_conv: bool = False,
+    graph: str = "plain",
     fold: bool = True,
     dynamo: bool = False,
 ) -> None:
     """Write ``model`` as ONNX (opset :data:`OPSET`) with a dynamic batch dimension.
 
-    ``input_shape`` is (C, H, W) of one image. BN is folded unless ``fold=False``.
+    ``input_shape`` is (C, H, W) of one image. BN is folded (as the given :data:`GRAPHS`
+    ``graph``) unless ``fold=False``, which exports the model as it is.
     The TorchScript exporter is the default: on torch 2.14 it is ~30x faster than the
     ``torch.export``-based one (``dynamo=True``; 0.4 s vs 12 s for OneShot-S+), which matters
     when the latency table exports hundreds of blocks; both give the same numerics.
     """
-    net = fold_bn(model) if fold else copy.deepcopy(model).eval()
-    if shuffle_conv:
-        net = shuffle_as_conv(net)
+    net = deployable(model, graph) if fold else copy.deepcopy(model).eval()
     x = torch.zeros((1, *input_shape), dtype=torch.float32)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated, not broken; users need not see that per call.
@@ -193,6 +434,26 @@ def onnx_input_shape(path: str | os.PathLike) -> tuple[int, int, int]:
         )
     return shape  # type: ignore[return-value]
 
+
+def strided_slices(path: str | os.PathLike) -> int:
+    """How many Slice nodes of an ONNX file take every 2nd (or n-th) element: the channel split
+    of the ``plain`` graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return sum(
+        1
+        for n in graph.node
+        if n.op_type == "Slice"
+        and len(n.input) > 4
+        and n.input[4] in consts
+        and np.any(np.abs(consts[n.input[4]]) > 1)
+    )
 
 def onnx_predict(session, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Logits of ``images`` (N, C, H, W) from an onnxruntime session, in batches."""
@@ -333,7 +594,12 @@ def onnx_latency(
 
 
 class _Timer:
-    """Times one module on one backend/device: torch eager or onnxruntime (exported in memory)."""
+    """Times modules on one backend/device: torch eager or onnxruntime (exported in memory).
+
+    ``prepare(module, shape)`` does the one-off work (BN folding, export, session) and returns a
+    runner; ``time(runner)`` is its median ms. Keeping runners lets a caller measure many
+    models in interleaved rounds, so a slow spell of a shared machine hits all of them alike.
+    """
 
     def __init__(
         self, backend: str, device: str, threads: int, warmup: int, repeats: int, batch_size: int
@@ -347,19 +613,25 @@ class _Timer:
         self.backend, self.device, self.threads = backend, device, threads
         self.warmup, self.repeats, self.batch_size = warmup, repeats, batch_size
 
-    def __call__(self, module: nn.Module, input_shape: Sequence[int]) -> float:
+    def prepare(self, module: nn.Module, input_shape: Sequence[int]) -> Callable[[], Callable]:
+        """The one-off work for ``module``; returns a factory of runners for :meth:`time`.
+
+        onnxruntime gets a fresh session per timing: an idle session's thread pool would spin
+        beside the one being timed.
+        """
         module = fold_bn(module)
         if self.backend == "onnxruntime":
             buf = io.BytesIO()
             export_onnx(module, buf, input_shape, fold=False)
-            return onnx_latency(
-                buf.getvalue(),
-                input_shape,
-                self.threads,
-                self.warmup,
-                self.repeats,
-                self.batch_size,
-            )
+            x = np.random.default_rng(0).standard_normal((self.batch_size, *input_shape))
+            x = x.astype(np.float32)
+
+            def session_runner() -> Callable[[], object]:
+                session = ort_session(buf.getvalue(), self.threads, self.device)
+                feed = {session.get_inputs()[0].name: x}
+                return lambda: session.run(None, feed)
+
+            return session_runner
         dev = torch.device(self.device)
         module = module.to(dev)
         x = torch.randn((self.batch_size, *input_shape), device=dev)
@@ -369,13 +641,29 @@ class _Timer:
             module(x)
             sync()  # CUDA kernels are asynchronous: time their completion, not their launch
 
+        return lambda: run
+
+    def time(self, runner: Callable[[], Callable], warmup: int | None = None) -> float:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                return median_ms(run, self.warmup, self.repeats)
+                return median_ms(runner(), self.warmup if warmup is None else warmup, self.repeats)
         finally:
             torch.set_num_threads(previous)
+
+    def __call__(self, module: nn.Module, input_shape: Sequence[int]) -> float:
+        return self.time(self.prepare(module, input_shape))
+
+    def interleaved(self, jobs: dict, rounds: int) -> dict:
+        """``{key: (module, shape)}`` -> ``{key: ms}``: the median over ``rounds`` passes
+        that each time every job once, with its warm-up."""
+        runners = {k: self.prepare(m, shape) for k, (m, shape) in jobs.items()}
+        times: dict = {k: [] for k in jobs}
+        for _ in range(rounds):
+            for k, runner in runners.items():
+                times[k].append(self.time(runner))
+        return {k: float(statistics.median(v)) for k, v in times.items()}
 
 
 class _Empty(nn.Module):
@@ -422,69 +710,66 @@ class LatencyTable:
         batch_size: int = 1,
         progress: Callable[[str], None] | None = None,
         calibration_archs: int = 5,
+        rounds: int = 3,
     ) -> LatencyTable:
-        """Measure every part of ``space`` once (positions after the first in a stage are alike),
-        then ``calibration_archs`` whole random subnets to fit :attr:`scale` (0: no fit)."""
+        """Measure every part of ``space`` (positions after the first in a stage are alike) and
+        ``calibration_archs`` whole random subnets, which fit :attr:`scale` (0: no fit), in
+        ``rounds`` interleaved passes; each figure is the median over the passes."""
         from .blocks import ChoiceBlock
-        from .supernet import make_classifier, make_head, make_stem
+        from .space import sample
+        from .supernet import SubNet, make_classifier, make_head, make_stem
 
         timer = _Timer(backend, device, threads, warmup, repeats, batch_size)
-        overheads: dict[tuple, float] = {}
-
-        def measure(module: nn.Module, shape: tuple) -> float:
-            # Each part runs as its own model: take off the per-call cost of a model with the
-            # same input (feeding and returning tensors of that size), added back once in predict.
-            if shape not in overheads:
-                overheads[shape] = timer(_Empty(), shape)
-            return max(timer(module, shape) - overheads[shape], 0.0)
-
         image = (space.input_channels, space.input_size, space.input_size)
-        stem = measure(make_stem(space), image)
-        overhead = overheads[image]
         last = space.final_size
-        head = measure(nn.Sequential(make_head(space), make_classifier(space)), (space.stage_channels[-1], last, last))
+        head_in = (space.stage_channels[-1], last, last)
+        jobs: dict[tuple, tuple[nn.Module, tuple]] = {
+            ("stem",): (make_stem(space), image),
+            ("head",): (nn.Sequential(make_head(space), make_classifier(space)), head_in),
+        }
         positions = space.positions()
+        first: dict[tuple, int] = {}  # positions after the first in a stage are alike
+        for p in positions:
+            key = (p.in_channels, p.out_channels, p.stride, p.input_size, p.act, p.use_se)
+            first.setdefault(key, p.index)
+            if first[key] != p.index:
+                continue
+            shape = (p.in_channels, p.input_size, p.input_size)
+            for b in range(len(BLOCK_NAMES)):
+                for g in space.channel_genes:
+                    mid = mid_channels(p.out_channels, g)
+                    block = ChoiceBlock(p.in_channels, p.out_channels, p.stride, b, mid, p.act, p.use_se)
+                    jobs[("block", p.index, b, g)] = (block, shape)
+        # Each part runs as its own model: the per-call cost of a model with the same input
+        # (feeding and returning tensors of that size) is taken off, and added back once.
+        shapes = {shape for _, shape in jobs.values()}
+        jobs.update({("empty", shape): (_Empty(), shape) for shape in shapes})
+        rng = random.Random(0x5EED)  # its own stream: benchmarks test on other archs
+        calib = [sample(space, rng) for _ in range(calibration_archs)]
+        jobs.update({("whole", i): (SubNet(space, a), image) for i, a in enumerate(calib)})
+        if progress:
+            progress(f"measuring {len(jobs)} models x {rounds} interleaved rounds")
+        ms = timer.interleaved(jobs, rounds)
+        part = {k: max(v - ms[("empty", jobs[k][1])], 0.0) for k, v in ms.items()}
         blocks: list[list[list[float | None]]] = [
             [[None] * len(SCALES) for _ in BLOCK_NAMES] for _ in positions
         ]
-        done: dict[tuple, int] = {}
         for p in positions:
             key = (p.in_channels, p.out_channels, p.stride, p.input_size, p.act, p.use_se)
-            if key in done:
-                blocks[p.index] = copy.deepcopy(blocks[done[key]])
-                continue
-            done[key] = p.index
             for b in range(len(BLOCK_NAMES)):
                 for g in space.channel_genes:
-                    block = ChoiceBlock(
-                        p.in_channels,
-                        p.out_channels,
-                        p.stride,
-                        b,
-                        mid_channels(p.out_channels, g),
-                        p.act,
-                        p.use_se,
-                    )
-                    blocks[p.index][b][g] = measure(block, (p.in_channels, p.input_size, p.input_size))
-            if progress:
-                progress(
-                    f"position {p.index}: {p.in_channels}->{p.out_channels}, stride {p.stride}, "
-                    f"{p.input_size}x{p.input_size} measured"
-                )
-        table = cls(space, device, backend, threads, batch_size, overhead, stem, head, blocks)
-        if calibration_archs > 0:
-            from .space import sample
-            from .supernet import SubNet
-
-            rng = random.Random(0x5EED)  # its own stream: benchmarks test on other archs
-            ratios = []
-            for _ in range(calibration_archs):
-                arch = sample(space, rng)
-                whole = timer(SubNet(space, arch), image) - overhead
-                ratios.append(whole / max(table.predict(arch) - overhead, 1e-9))
+                    blocks[p.index][b][g] = part[("block", first[key], b, g)]
+        overhead = ms[("empty", image)]
+        table = cls(space, device, backend, threads, batch_size, overhead, part[("stem",)],
+                    part[("head",)], blocks)  # fmt: skip
+        if calib:
+            ratios = [
+                part[("whole", i)] / max(table.predict(a) - overhead, 1e-9)
+                for i, a in enumerate(calib)
+            ]
             table.scale = float(statistics.median(ratios))
             if progress:
-                progress(f"calibrated on {calibration_archs} whole subnets: scale {table.scale:.3f}")
+                progress(f"calibrated on {len(calib)} whole subnets: scale {table.scale:.3f}")
         return table
 
     def predict(self, arch: Arch) -> float:
@@ -576,3 +861,20 @@ def measure_model_ms(
 ) -> float:
     """Median ms of a whole (BN-folded) model, measured like the latency table's entries."""
     return _Timer(backend, device, threads, warmup, repeats, batch_size)(model, input_shape)
+
+
+def measure_models_ms(
+    models: Sequence[nn.Module],
+    input_shape: Sequence[int],
+    backend: str = "torch",
+    device: str = "cpu",
+    threads: int = 2,
+    warmup: int = 3,
+    repeats: int = 10,
+    rounds: int = 3,
+    batch_size: int = 1,
+) -> list[float]:
+    """:func:`measure_model_ms` of several models in ``rounds`` interleaved passes (median)."""
+    timer = _Timer(backend, device, threads, warmup, repeats, batch_size)
+    ms = timer.interleaved({i: (m, tuple(input_shape)) for i, m in enumerate(models)}, rounds)
+    return [ms[i] for i in range(len(models))]

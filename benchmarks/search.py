@@ -7,7 +7,7 @@
 Timing (default): on the built-in data (Fashion-MNIST, decoded once), each candidate costs
 subnet extraction + exact BN recalibration on ``--recal-images`` + top-1 on ``--holdout``
 images. The reference is the pure forward time of the same subnet over the same images
-(eval mode, no grad, same batch size). Goal: ratio <= 1.3. Without ``--supernet`` the small
+(eval mode, no grad, same batch size, channels_last like the evaluator). Goal: ratio <= 1.3. Without ``--supernet`` the small
 preset's supernet (5 blocks (1,1,2,1), width 0.5, 16-ch stem stride 2, 28x28 grey) is randomly
 initialised: cost does not depend on the weights.
 
@@ -58,10 +58,12 @@ def timing(args: argparse.Namespace) -> None:
     decode = time.perf_counter() - t
     evaluator = Evaluator(supernet.eval(), data, args.batch_size)
     both = torch.cat([data.recal_images, data.holdout_images])
+    cl = torch.channels_last  # the evaluator's layout, so the reference is a like-for-like forward
+    both = both.contiguous(memory_format=cl)
     rng = random.Random(0)
     archs = [sample(space, rng) for _ in range(args.candidates)]
     evaluator.accuracy(archs[0])  # warm-up: first-call allocations
-    _forward_time(supernet.subnet(archs[0]), both, args.batch_size)
+    _forward_time(supernet.subnet(archs[0]).to(memory_format=cl), both, args.batch_size)
     rows = []
     for arch in archs:
         # Minimum over repeats, alternating the two measurements: on a shared machine other
@@ -72,7 +74,7 @@ def timing(args: argparse.Namespace) -> None:
             evaluator.accuracy(arch)
             t_cand = min(t_cand, time.perf_counter() - t)
             t = time.perf_counter()
-            net = supernet.subnet(arch)
+            net = supernet.subnet(arch).to(memory_format=cl)
             t_extract = min(t_extract, time.perf_counter() - t)
             t_fwd = min(t_fwd, _forward_time(net, both, args.batch_size))
         rows.append((t_cand, t_fwd, t_extract))

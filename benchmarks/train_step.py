@@ -92,7 +92,9 @@ def train_steps(net, opt, forward, x, y, archs) -> float:
     return time.perf_counter() - t
 
 
-def bench_size(name: str, rounds: int, steps: int | None, warmup: int, seed: int) -> list[tuple[str, float]]:
+def bench_size(
+    name: str, rounds: int, steps: int | None, warmup: int, seed: int, channels_last: bool
+) -> list[tuple[str, float]]:
     space, batch, default_steps = SIZES[name]
     steps = steps or default_steps
     torch.manual_seed(seed)
@@ -101,6 +103,9 @@ def bench_size(name: str, rounds: int, steps: int | None, warmup: int, seed: int
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
     x = torch.randn(batch, space.input_channels, space.input_size, space.input_size)
     y = torch.randint(0, space.num_classes, (batch,))
+    if channels_last:  # as spos.train.Trainer does by default, on CPU too
+        net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     sampler = build_sampler(space, "uniform", seed=seed, min_channel_gene=2)  # scales 0.6-2.0
     diff = check_equal(net, x[:2], sampler.sample())
     assert diff < 1e-4, f"masked baseline differs from the sliced supernet by {diff}"
@@ -119,7 +124,8 @@ def bench_size(name: str, rounds: int, steps: int | None, warmup: int, seed: int
         for p in order:
             speed[p].append(batch * steps / train_steps(net, opt, sliced_forward, x, y, paths[p]()))
     med = {k: statistics.median(v) for k, v in speed.items()}
-    label = f"{name} (batch {batch}, {space.input_size}x{space.input_size}x{space.input_channels})"
+    fmt = "channels_last" if channels_last else "NCHW"
+    label = f"{name} (batch {batch}, {space.input_size}x{space.input_size}x{space.input_channels}, {fmt})"
     print(f"{label}: masked-vs-sliced max |diff| {diff:.1e}; {rounds} rounds x {steps} steps")
     for k, v in speed.items():
         spread = f"{min(v):.1f}-{max(v):.1f}"
@@ -143,16 +149,25 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per method first")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--memory-format",
+        choices=["channels_last", "contiguous", "both"],
+        default="channels_last",
+        help="activation/weight layout (the trainer uses channels_last)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, uniform paths (scales 0.6-2.0)")
     ratios = []
-    for name in args.sizes:
-        t = time.perf_counter()
-        ratios += bench_size(name, args.rounds, args.steps, args.warmup, args.seed)
-        print(f"  ({time.perf_counter() - t:.0f} s)")
+    formats = {"channels_last": [True], "contiguous": [False], "both": [True, False]}
+    for cl in formats[args.memory_format]:
+        for name in args.sizes:
+            t = time.perf_counter()
+            for n, r in bench_size(name, args.rounds, args.steps, args.warmup, args.seed, cl):
+                ratios.append((f"{n}, {'channels_last' if cl else 'NCHW'}", r))
+            print(f"  ({time.perf_counter() - t:.0f} s)")
     for name, ratio in ratios:
-        goal = " (goal >= 1.4x)" if name == "224" else ""
+        goal = " (goal >= 1.4x)" if name.startswith("224") else ""
         print(f"sliced / masked at {name}: {ratio:.2f}x{goal}")
 
 

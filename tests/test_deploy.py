@@ -17,6 +17,7 @@ from spos.deploy import (
     deployable,
     export_onnx,
     fold_bn,
+    measure_models_ms,
     onnx_accuracy,
     ort_session,
     quantize_onnx,
@@ -274,6 +275,21 @@ def test_latency_table_refuses_genes_it_did_not_measure_and_bad_files(
     for bad in (tmp_path / "bad.json", tmp_path / "missing.json"):
         with pytest.raises(SposError):
             LatencyTable.load(bad)
+
+
+def test_onnxruntime_latency_table_and_interleaved_whole_model_timings(tiny_space):
+    space = tiny_space.replace(channel_genes=(2, 9))
+    table = LatencyTable.build(
+        space, "cpu", "onnxruntime", threads=1, warmup=1, repeats=3, rounds=2, calibration_archs=2
+    )
+    assert table.backend == "onnxruntime" and table.scale > 0
+    archs = [sample(space, random.Random(i)) for i in range(2)]
+    measured = measure_models_ms(
+        [SubNet(space, a) for a in archs], (3, 32, 32), "onnxruntime", threads=1, warmup=1,
+        repeats=3, rounds=2,
+    )  # fmt: skip
+    assert len(measured) == 2 and all(m > 0 for m in measured)
+    assert all(table.predict(a) > table.overhead_ms for a in archs)
 
 
 def test_profile_cli_writes_rows_and_totals(tmp_path, capsys):

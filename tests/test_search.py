@@ -52,10 +52,13 @@ def small(**kw) -> SearchConfig:
     return SearchConfig(**{**base, **kw})
 
 
-def test_evaluator_is_top1_of_the_recalibrated_subnet_and_leaves_the_supernet_alone(supernet, data):
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_evaluator_is_top1_of_the_recalibrated_subnet_and_leaves_the_supernet_alone(
+    supernet, data, channels_last
+):
     arch = Arch((0, 1, 2, 3, 0), (9, 5, 2, 7, 4), supernet.space.stage_depths)
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
-    acc = Evaluator(supernet, data, batch_size=16).accuracy(arch)
+    acc = Evaluator(supernet, data, batch_size=16, channels_last=channels_last).accuracy(arch)
 
     net = recalibrate_bn(supernet.subnet(arch), data.recal_images, 16).eval()
     with torch.no_grad():
@@ -64,7 +67,8 @@ def test_evaluator_is_top1_of_the_recalibrated_subnet_and_leaves_the_supernet_al
     # Labels equal to the subnet's own predictions score 1: the holdout labels are what is scored.
     with torch.no_grad():
         own = net(data.holdout_images).argmax(1)
-    assert Evaluator(supernet, SearchData(data.recal_images, data.holdout_images, own), 16).accuracy(arch) == 1.0
+    own_data = SearchData(data.recal_images, data.holdout_images, own)
+    assert Evaluator(supernet, own_data, 16, channels_last).accuracy(arch) == 1.0
     after = supernet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 

@@ -165,3 +165,14 @@ def test_checkpoint_of_another_space_or_config_is_refused(tmp_path, fashion):
     # Changing only a resume-neutral key (the step limit) continues the run.
     last = Trainer(tiny_config(tmp_path, max_steps=4), resume=True).run()
     assert last["step"] == 4
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_applies_on_cpu_and_can_be_turned_off(tmp_path, fashion, channels_last):
+    trainer = Trainer(tiny_config(tmp_path, channels_last=channels_last, max_steps=1, val_size=0))
+    seen = []
+    trainer.model.stem.register_forward_hook(
+        lambda m, i, out: seen.append(out.is_contiguous(memory_format=torch.channels_last))
+    )
+    trainer.run()
+    assert seen and all(s == channels_last for s in seen)

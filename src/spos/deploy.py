@@ -849,20 +849,6 @@ class LatencyTable:
             ) from None
 
 
-def measure_model_ms(
-    model: nn.Module,
-    input_shape: Sequence[int],
-    backend: str = "torch",
-    device: str = "cpu",
-    threads: int = 2,
-    warmup: int = 3,
-    repeats: int = 10,
-    batch_size: int = 1,
-) -> float:
-    """Median ms of a whole (BN-folded) model, measured like the latency table's entries."""
-    return _Timer(backend, device, threads, warmup, repeats, batch_size)(model, input_shape)
-
-
 def measure_models_ms(
     models: Sequence[nn.Module],
     input_shape: Sequence[int],
@@ -874,7 +860,8 @@ def measure_models_ms(
     rounds: int = 3,
     batch_size: int = 1,
 ) -> list[float]:
-    """:func:`measure_model_ms` of several models in ``rounds`` interleaved passes (median)."""
+    """Median ms of each whole (BN-folded) model, measured like the latency table's entries:
+    in ``rounds`` interleaved passes, each figure the median over them."""
     timer = _Timer(backend, device, threads, warmup, repeats, batch_size)
     ms = timer.interleaved({i: (m, tuple(input_shape)) for i, m in enumerate(models)}, rounds)
     return [ms[i] for i in range(len(models))]

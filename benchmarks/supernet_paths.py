@@ -16,10 +16,10 @@ import statistics
 
 import torch
 
-from spos.bn import recalibrate_bn
 from spos.data import builtin, to_tensors
 from spos.runs import load_checkpoint, load_model
 from spos.sampling import Window, build_sampler
+from spos.search import Evaluator, SearchData
 
 
 def main() -> None:
@@ -40,19 +40,12 @@ def main() -> None:
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))
     recal, _ = to_tensors(train, order[: args.recal_images].tolist())
     images, labels = to_tensors(test, list(range(len(test))))
+    evaluator = Evaluator(supernet.eval(), SearchData(recal, images, labels), batch_size=500)
     print(f"{args.supernet}: {args.paths} random paths, window {window}, {len(labels)} test images")
     accs = []
     for _ in range(args.paths):
         path = sampler.sample()
-        net = supernet.subnet(path)
-        recalibrate_bn(net, recal, 500)
-        net.eval()
-        with torch.no_grad():
-            correct = sum(
-                int((net(images[s : s + 1000]).argmax(1) == labels[s : s + 1000]).sum())
-                for s in range(0, len(labels), 1000)
-            )
-        accs.append(correct / len(labels))
+        accs.append(evaluator.accuracy(path))  # extract, recalibrate BN, top-1
         print(f"  {path!s:<28}{100 * accs[-1]:6.2f}%", flush=True)
     print(
         f"min {100 * min(accs):.2f}%  mean {100 * statistics.mean(accs):.2f}%  "

@@ -587,10 +587,21 @@ def onnx_latency(
     batch_size: int = 1,
 ) -> float:
     """Median ms of one onnxruntime run on a (batch_size, *input_shape) random input."""
-    session = ort_session(path, threads)
+    return median_ms(_ort_runner(path, input_shape, threads, batch_size), warmup, repeats)
+
+
+def _ort_runner(
+    model: str | os.PathLike | bytes,
+    input_shape: Sequence[int],
+    threads: int,
+    batch_size: int,
+    device: str = "cpu",
+) -> Callable[[], object]:
+    """A new session on ``model`` and a function running it on a fixed random input."""
+    session = ort_session(model, threads, device)
     x = np.random.default_rng(0).standard_normal((batch_size, *input_shape)).astype(np.float32)
     feed = {session.get_inputs()[0].name: x}
-    return median_ms(lambda: session.run(None, feed), warmup, repeats)
+    return lambda: session.run(None, feed)
 
 
 class _Timer:
@@ -623,15 +634,10 @@ class _Timer:
         if self.backend == "onnxruntime":
             buf = io.BytesIO()
             export_onnx(module, buf, input_shape, fold=False)
-            x = np.random.default_rng(0).standard_normal((self.batch_size, *input_shape))
-            x = x.astype(np.float32)
-
-            def session_runner() -> Callable[[], object]:
-                session = ort_session(buf.getvalue(), self.threads, self.device)
-                feed = {session.get_inputs()[0].name: x}
-                return lambda: session.run(None, feed)
-
-            return session_runner
+            onnx_bytes = buf.getvalue()
+            return lambda: _ort_runner(
+                onnx_bytes, input_shape, self.threads, self.batch_size, self.device
+            )
         dev = torch.device(self.device)
         module = module.to(dev)
         x = torch.randn((self.batch_size, *input_shape), device=dev)
@@ -643,17 +649,14 @@ class _Timer:
 
         return lambda: run
 
-    def time(self, runner: Callable[[], Callable], warmup: int | None = None) -> float:
+    def time(self, runner: Callable[[], Callable]) -> float:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                return median_ms(runner(), self.warmup if warmup is None else warmup, self.repeats)
+                return median_ms(runner(), self.warmup, self.repeats)
         finally:
             torch.set_num_threads(previous)
-
-    def __call__(self, module: nn.Module, input_shape: Sequence[int]) -> float:
-        return self.time(self.prepare(module, input_shape))
 
     def interleaved(self, jobs: dict, rounds: int) -> dict:
         """``{key: (module, shape)}`` -> ``{key: ms}``: the median over ``rounds`` passes
@@ -729,10 +732,11 @@ class LatencyTable:
         }
         positions = space.positions()
         first: dict[tuple, int] = {}  # positions after the first in a stage are alike
+        alike: dict[int, int] = {}  # position -> the measured position it shares entries with
         for p in positions:
             key = (p.in_channels, p.out_channels, p.stride, p.input_size, p.act, p.use_se)
-            first.setdefault(key, p.index)
-            if first[key] != p.index:
+            alike[p.index] = first.setdefault(key, p.index)
+            if alike[p.index] != p.index:
                 continue
             shape = (p.in_channels, p.input_size, p.input_size)
             for b in range(len(BLOCK_NAMES)):
@@ -755,10 +759,9 @@ class LatencyTable:
             [[None] * len(SCALES) for _ in BLOCK_NAMES] for _ in positions
         ]
         for p in positions:
-            key = (p.in_channels, p.out_channels, p.stride, p.input_size, p.act, p.use_se)
             for b in range(len(BLOCK_NAMES)):
                 for g in space.channel_genes:
-                    blocks[p.index][b][g] = part[("block", first[key], b, g)]
+                    blocks[p.index][b][g] = part[("block", alike[p.index], b, g)]
         overhead = ms[("empty", image)]
         table = cls(space, device, backend, threads, batch_size, overhead, part[("stem",)],
                     part[("head",)], blocks)  # fmt: skip

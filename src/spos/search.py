@@ -199,8 +199,12 @@ class SearchData:
     holdout_images: torch.Tensor
     holdout_labels: torch.Tensor  # int64 class indices
 
-    def to(self, device: torch.device | str) -> SearchData:
-        return SearchData(self.recal_images.to(device), self.holdout_images.to(device), self.holdout_labels.to(device))
+    def to(
+        self, device: torch.device | str, memory_format: torch.memory_format = torch.preserve_format
+    ) -> SearchData:
+        images = (self.recal_images, self.holdout_images)
+        recal, holdout = (t.to(device, memory_format=memory_format) for t in images)
+        return SearchData(recal, holdout, self.holdout_labels.to(device))
 
 
 class Evaluator:
@@ -210,12 +214,9 @@ class Evaluator:
         self, supernet: SuperNet, data: SearchData, batch_size: int = 256, channels_last: bool = True
     ) -> None:
         device = next(supernet.parameters()).device
-        data = data.to(device)
-        if channels_last:  # NHWC: 2.3x faster candidates on the CPU preset, the same accuracies
-            cl = torch.channels_last
-            data = SearchData(data.recal_images.contiguous(memory_format=cl),
-                              data.holdout_images.contiguous(memory_format=cl), data.holdout_labels)  # fmt: skip
-        self.supernet, self.data, self.batch_size = supernet, data, batch_size
+        # NHWC: 2.3x faster candidates on the CPU preset, the same accuracies.
+        layout = torch.channels_last if channels_last else torch.preserve_format
+        self.supernet, self.data, self.batch_size = supernet, data.to(device, layout), batch_size
         self.channels_last = channels_last
 
     @torch.no_grad()

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["plain", "int8", "conv"],
         default="plain",
         help="plain: fastest in fp32 (default); int8: for `spos quantize` (channel shuffle "
-        "absorbed into the weights, hard-swish as Add + Mul; about 1.5x faster int8 in "
+        "absorbed into the weights, hard-swish as Add + Mul; about 2x faster int8 in "
         "onnxruntime); conv: shuffle as a 1x1 permutation conv (backends that dislike "
         "strided slicing; costs C^2 MACs per stride-1 block)",
     )

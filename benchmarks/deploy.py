@@ -111,33 +111,43 @@ def accuracy(model_path: str | None, tmp: Path, calib_images: int, eval_images: 
 
 
 def table_error(table_path: str | None, backend: str, n_archs: int, repeats: int, rounds: int) -> None:
+    """Prediction error of the latency table on random archs it was not fitted on.
+
+    A table built here times the archs in its own interleaved rounds (``check_archs``), so a
+    change of the host's speed between building and checking cannot bias the comparison. A
+    table loaded from a file can only be checked against fresh measurements.
+    """
     space = zoo.get("oneshot-s+").space(channel_genes=tuple(range(2, 10)))
     if table_path and Path(table_path).is_file():
         table = LatencyTable.load(table_path)
         print(f"\nlatency table {table_path} ({table.backend}, {table.threads} threads)")
+        rng = random.Random(0)
+        archs = [sample(table.space, rng) for _ in range(n_archs)]
+        t = time.perf_counter()
+        measured = measure_models_ms(
+            [SubNet(table.space, a) for a in archs], (3, 224, 224), table.backend, "cpu", THREADS,
+            warmup=3, repeats=repeats, rounds=rounds,
+        )  # fmt: skip
+        print(f"{n_archs} archs measured now in {rounds} interleaved rounds in {time.perf_counter() - t:.0f} s")
+        rows = [(str(a), m, table.predict(a)) for a, m in zip(archs, measured)]
     else:
         t = time.perf_counter()
-        table = LatencyTable.build(space, "cpu", backend, THREADS, warmup=3, repeats=repeats, rounds=rounds)
+        table = LatencyTable.build(
+            space, "cpu", backend, THREADS, warmup=3, repeats=repeats, rounds=rounds, check_archs=n_archs
+        )
         print(
-            f"\nlatency table ({backend}, cpu, {THREADS} threads, batch 1, {repeats} repeats) built in "
+            f"\nlatency table ({backend}, cpu, {THREADS} threads, batch 1, {repeats} repeats) and "
+            f"{n_archs} held-out archs measured in the same {rounds} interleaved rounds in "
             f"{time.perf_counter() - t:.0f} s"
         )
         if table_path:
             table.save(table_path)
-    rng = random.Random(0)
-    archs = [sample(table.space, rng) for _ in range(n_archs)]
-    t = time.perf_counter()
-    measured = measure_models_ms(
-        [SubNet(table.space, a) for a in archs], (3, 224, 224), table.backend, "cpu", THREADS,
-        warmup=3, repeats=repeats, rounds=rounds,
-    )  # fmt: skip
-    print(f"{n_archs} archs measured in {rounds} interleaved rounds in {time.perf_counter() - t:.0f} s")
+        rows = [(c["arch"], c["measured_ms"], c["predicted_ms"]) for c in table.checks]
     errors = []
     print(f"{'arch':<50}{'measured ms':>12}{'predicted':>11}{'error':>8}")
-    for arch, m in zip(archs, measured):
-        predicted = table.predict(arch)
+    for arch, m, predicted in rows:
         errors.append((predicted - m) / m)
-        print(f"{arch!s:<50}{m:>12.2f}{predicted:>11.2f}{100 * errors[-1]:>7.1f}%")
+        print(f"{arch:<50}{m:>12.2f}{predicted:>11.2f}{100 * errors[-1]:>7.1f}%")
     abs_err = sorted(abs(e) for e in errors)
     print(
         f"median |error| {100 * statistics.median(abs_err):.1f}% (goal <= 15%), max {100 * abs_err[-1]:.1f}%, "

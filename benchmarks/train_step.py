@@ -2,14 +2,16 @@
 
 The MXNet re-implementation ran every chosen block at full width and multiplied the main
 branch's mid activations by a 0/1 channel mask, so it always paid for scale 2.0. Our SuperNet
-slices the weights, so compute follows the sampled width. Both train the *same* sequence of
-uniform paths (4 blocks x channel scales 0.6-2.0) with the same optimizer step; rounds interleave
-the methods (alternating which goes first) and the figures are medians over rounds, because the
-machine is shared. Also: img/s of the largest path (all SXB-3 at 2.0) vs the smallest
-(all SNB-3 at 0.6), sliced.
+slices the weights, so compute follows the sampled width (in channels_last on CPU, rounded up
+to a multiple of 16 channels with the surplus masked out; see spos.blocks). Each round trains
+the same pool of uniform paths (4 blocks x channel scales 0.6-2.0) with each method, the same
+optimizer step and order; rounds interleave the methods (alternating which goes first) and the
+figures are medians over rounds, because the machine is shared. The MACs ratio of the pool is
+the speed-up that pure arithmetic would give. Also: img/s of the largest path (all SXB-3 at 2.0)
+vs the smallest (all SNB-3 at 0.6), sliced.
 
-    python benchmarks/train_step.py                  # both sizes, ~3-5 min on 2 CPU cores
-    python benchmarks/train_step.py --rounds 3 --steps 1 --sizes small   # quick look
+    python benchmarks/train_step.py                  # both sizes and layouts, ~5 min on 2 cores
+    python benchmarks/train_step.py --rounds 3 --sizes small   # quick look
 
 Sizes: ``224`` = oneshot space, 224x224 RGB, 1000 classes, batch 16; ``small`` = the small
 preset (28x28 grey, width 0.5, stem stride 2, 5 blocks (1,1,2,1), 10 classes), batch 128.
@@ -28,16 +30,17 @@ from torch import nn
 
 import spos  # noqa: F401  (sets oneDNN's kernel cache size before the first conv)
 from spos.blocks import ChoiceBlock
+from spos.costs import cost_table
 from spos.ops import channel_split
 from spos.sampling import build_sampler
 from spos.space import Arch, SearchSpace, largest, mid_channels, smallest
 from spos.supernet import SuperNet
 
-#: name -> (space, batch, default training steps per method per round)
+#: name -> (space, batch, default passes over the path pool per method per round)
 SIZES = {
     "224": (SearchSpace(), 16, 1),
     "small": (SearchSpace.preset("oneshot", width=0.5, stage_depths=(1, 1, 2, 1), input_size=28,
-                                 input_channels=1, num_classes=10, stem_stride=2), 128, 10),
+                                 input_channels=1, num_classes=10, stem_stride=2), 128, 5),
 }  # fmt: skip
 
 
@@ -94,12 +97,18 @@ def train_steps(net, opt, forward, x, y, archs) -> float:
     return time.perf_counter() - t
 
 
+def macs_ratio(space: SearchSpace, pool: list[Arch]) -> float:
+    """MACs the masked baseline computes over the pool (every width at the widest) / sliced's."""
+    table, widest = cost_table(space), space.channel_genes[-1]
+    full = sum(table.macs(Arch(a.blocks, (widest,) * len(a.blocks), a.stage_depths)) for a in pool)
+    return full / sum(table.macs(a) for a in pool)
+
+
 def bench_size(
-    name: str, rounds: int, steps: int | None, warmup: int, seed: int, channels_last: bool,
-    pool_size: int,
+    name: str, rounds: int, passes: int | None, seed: int, channels_last: bool, pool_size: int,
 ) -> list[tuple[str, float]]:
-    space, batch, default_steps = SIZES[name]
-    steps = steps or default_steps
+    space, batch, default_passes = SIZES[name]
+    passes = passes or default_passes
     torch.manual_seed(seed)
     net = SuperNet(space)
     # A tiny lr keeps weights sane over many random steps; speed does not depend on it.
@@ -110,33 +119,36 @@ def bench_size(
         net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     sampler = build_sampler(space, "uniform", seed=seed, min_channel_gene=2)  # scales 0.6-2.0
-    # Steady state: paths come from a fixed pool that the warm-up runs once per method, so every
-    # conv shape has its compiled oneDNN kernel cached, as in a long training run (spos raises
-    # oneDNN's cache to 16,384 kernels; see spos/__init__.py). Fresh paths every round would
-    # charge the sliced method first-use compilation that a real run pays once.
+    # Steady state: a fixed pool of paths that the warm-up runs once per method, so every conv
+    # shape has its compiled oneDNN kernel cached, as in a long training run (spos raises
+    # oneDNN's cache to 16,384 kernels; see spos/__init__.py). A round trains every pool path
+    # once per method (same order for both), so each round's ratio is a throughput ratio over
+    # the same mix of widths, not one path's.
     rng = random.Random(seed)
     pool = [sampler.sample() for _ in range(pool_size)]
     diff = check_equal(net, x[:2], pool[0])
     assert diff < 1e-4, f"masked baseline differs from the sliced supernet by {diff}"
     methods = {"sliced": sliced_forward, "masked": masked_forward}
     big, small = largest(space), smallest(space)
-    paths = {"largest": lambda: [big] * steps, "smallest": lambda: [small] * steps}
+    paths = {"largest": [big] * 2, "smallest": [small] * 2}
     for method in (sliced_forward, masked_forward):
-        train_steps(net, opt, method, x, y, pool + [pool[0]] * warmup)
+        train_steps(net, opt, method, x, y, pool)
+    for archs in paths.values():
+        train_steps(net, opt, sliced_forward, x, y, archs)
     speed: dict[str, list[float]] = {k: [] for k in (*methods, *paths)}
     for r in range(rounds):
-        archs = rng.choices(pool, k=steps)  # the same paths for both methods
+        archs = [a for _ in range(passes) for a in rng.sample(pool, len(pool))]
         order = list(methods) if r % 2 == 0 else list(methods)[::-1]
         for m in order:
-            speed[m].append(batch * steps / train_steps(net, opt, methods[m], x, y, archs))
+            speed[m].append(batch * len(archs) / train_steps(net, opt, methods[m], x, y, archs))
         order = list(paths) if r % 2 == 0 else list(paths)[::-1]
         for p in order:
-            speed[p].append(batch * steps / train_steps(net, opt, sliced_forward, x, y, paths[p]()))
+            speed[p].append(batch * len(paths[p]) / train_steps(net, opt, sliced_forward, x, y, paths[p]))
     med = {k: statistics.median(v) for k, v in speed.items()}
     fmt = "channels_last" if channels_last else "NCHW"
     label = f"{name} (batch {batch}, {space.input_size}x{space.input_size}x{space.input_channels}, {fmt})"
-    print(f"{label}: masked-vs-sliced max |diff| {diff:.1e}; {rounds} rounds x {steps} steps "
-          f"from a pool of {pool_size} paths")
+    print(f"{label}: masked-vs-sliced max |diff| {diff:.1e}; {rounds} rounds, each training "
+          f"{pool_size} uniform paths x {passes} per method; MACs masked / sliced {macs_ratio(space, pool):.2f}x")
     for k, v in speed.items():
         spread = f"{min(v):.1f}-{max(v):.1f}"
         print(f"  {k:<30}{med[k]:>10.1f} img/s   (rounds {spread})")
@@ -154,16 +166,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median over them)")
-    ap.add_argument("--steps", type=int, default=None,
-                    help="training steps per method per round (default: 1 at 224, 10 small)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per method after the pool")
-    ap.add_argument("--pool", type=int, default=8, help="distinct uniform paths the rounds draw from")
+    ap.add_argument("--passes", type=int, default=None,
+                    help="passes over the pool per method per round (default: 1 at 224, 5 small)")
+    ap.add_argument("--pool", type=int, default=8, help="distinct uniform paths a round trains")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--memory-format",
         choices=["channels_last", "contiguous", "both"],
-        default="channels_last",
+        default="both",
         help="activation/weight layout (the trainer uses channels_last)",
     )
     args = ap.parse_args()
@@ -174,7 +185,7 @@ def main() -> None:
     for cl in formats[args.memory_format]:
         for name in args.sizes:
             t = time.perf_counter()
-            for n, r in bench_size(name, args.rounds, args.steps, args.warmup, args.seed, cl, args.pool):
+            for n, r in bench_size(name, args.rounds, args.passes, args.seed, cl, args.pool):
                 ratios.append((f"{n}, {'channels_last' if cl else 'NCHW'}", r))
             print(f"  ({time.perf_counter() - t:.0f} s)")
     for name, ratio in ratios:

@@ -292,6 +292,29 @@ def test_onnxruntime_latency_table_and_interleaved_whole_model_timings(tiny_spac
     assert all(table.predict(a) > table.overhead_ms for a in archs)
 
 
+def test_latency_table_cli_times_held_out_subnets_in_its_own_rounds(tmp_path, capsys):
+    cfg = tmp_path / "space.yaml"
+    cfg.write_text(
+        "space:\n  stage_depths: [1, 1, 2, 1]\n  layout: oneshot\n  width: 0.5\n"
+        "  stem_stride: 2\n  channel_genes: [2, 9]\n"
+    )
+    out = tmp_path / "lat.json"
+    args = ["latency-table", "--config", str(cfg), "--out", str(out), "--threads", "1",
+            "--warmup", "1", "--repeats", "3", "--rounds", "2", "--calibration-archs", "1"]  # fmt: skip
+    assert main([*args, "--check-archs", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}" in text and "prediction error on 3 held-out subnets" in text
+    table = LatencyTable.load(out)
+    assert table.space.stage_depths == (1, 1, 2, 1) and table.space.input_size == 28
+    assert len(table.checks) == 3 and len(table.check_errors()) == 3
+    for check in table.checks:  # each held-out subnet: measured whole, predicted from the parts
+        arch = Arch.parse(check["arch"], table.space.stage_depths)
+        assert check["measured_ms"] > 0
+        assert check["predicted_ms"] == pytest.approx(table.predict(arch))
+    assert main([*args, "--check-archs", "-1"]) == 2
+    assert "--check-archs must be >= 0" in capsys.readouterr().err
+
+
 def test_profile_cli_writes_rows_and_totals(tmp_path, capsys):
     out = tmp_path / "p.csv"
     assert main(["profile", "oneshot-s+", "--micronet", "--csv", str(out)]) == 0

@@ -1,3 +1,4 @@
+import copy
 import random
 
 import pytest
@@ -60,6 +61,53 @@ def test_sliced_training_forward_updates_only_the_slice_of_bn_statistics(tiny_sp
     mid = tiny_space.mid(1, arch.channels[1])
     assert not torch.equal(bn.running_mean[:mid], before[:mid])
     assert torch.equal(bn.running_mean[mid:], before[mid:])
+
+
+@pytest.mark.parametrize("use_se", [False, True])
+def test_channels_last_training_step_equals_the_exact_nchw_slice(tiny_space, use_se):
+    """In channels_last the main branches run at widths rounded up to CHANNEL_ALIGN with the
+    surplus masked out, and the channel split has its own backward. Outputs, every gradient
+    (the surplus included: exactly 0) and every running statistic must equal plain NCHW slicing."""
+    from spos.blocks import CHANNEL_ALIGN
+
+    space = tiny_space.replace(use_se=use_se, dropout=0.0)  # no dropout: same function twice
+    torch.manual_seed(0)
+    nchw = SuperNet(space).train()
+    cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    rng = random.Random(1)
+    padded = 0
+    for arch in [sample(space, rng) for _ in range(4)] + [smallest(space)]:
+        x = torch.randn(6, 3, 32, 32)
+        x_cl = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+        x = x.requires_grad_()
+        for net in (nchw, cl):
+            net.zero_grad(set_to_none=True)
+        out, out_cl = nchw(x, arch), cl(x_cl, arch)
+        torch.testing.assert_close(out_cl, out, rtol=1e-5, atol=1e-5)
+        out.square().sum().backward()
+        out_cl.square().sum().backward()
+        assert x_cl.grad.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(x_cl.grad, x.grad, rtol=1e-4, atol=1e-5)
+        for (name, p), p_cl in zip(nchw.named_parameters(), cl.parameters()):
+            if p.grad is None:
+                assert p_cl.grad is None, name
+                continue
+            # summation order differs between layouts: compare on the gradient's own scale
+            err = (p_cl.grad - p.grad).abs().max().item()
+            assert err <= 1e-5 * max(p.grad.abs().max().item(), 1.0), (name, err)
+        for (name, b), b_cl in zip(nchw.named_buffers(), cl.buffers()):
+            torch.testing.assert_close(b_cl, b, rtol=1e-5, atol=1e-6, msg=name)
+        for pos, block in enumerate(cl.chosen_blocks(arch)):
+            mid = space.mid(pos, arch.channels[pos])
+            if mid == block.mid:
+                continue
+            padded += mid % CHANNEL_ALIGN != 0
+            for name, p in block.main.named_parameters():  # mid channels beyond the slice: exactly 0
+                if p.shape[0] == block.mid:
+                    assert not p.grad[mid:].any(), (pos, name)
+                if p.dim() == 4 and p.shape[1] == block.mid:
+                    assert not p.grad[:, mid:].any(), (pos, name)
+    assert padded > 0, "no path exercised the aligned widths"
 
 
 def test_extracted_subnet_has_same_shapes_as_one_built_from_scratch(tiny_space):

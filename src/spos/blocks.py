@@ -5,6 +5,11 @@ Built at the maximum width it is one of the supernet's four choices, and ``forwa
 runs it at any narrower width by using the first ``mid`` channels of every width-dependent
 tensor. Every such tensor is sliced as a *prefix in every dimension*, so extracting a subnet block
 is ``dst = src[:n0, :n1, ...]`` for each parameter and buffer (``SuperNet.subnet``).
+
+On a channels_last CPU tensor the main branch is computed :data:`CHANNEL_ALIGN`-aligned: ``mid``
+rounded up, with the surplus channels' weights masked out of the pointwise conv that reads them.
+The result, every gradient and every running statistic equal the plain slice's; only the
+kernels differ (see :meth:`ChoiceBlock.forward_sliced`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from torch import nn
 
 from .ops import SqueezeExcite, activation, channel_split
 from .space import BLOCK_KERNELS
+
+#: In channels_last on CPU, sliced main branches run at widths rounded up to a multiple of this.
+#: oneDNN's depthwise convs and ATen's batch norm work on whole 16-float vectors there; a width
+#: like 38 or 57 takes their slow tail paths (an SXB-3 block at width 44 trained 1.8x slower than
+#: at 48). NCHW kernels have no such cliff, so NCHW and other devices slice exactly.
+CHANNEL_ALIGN = 16
 
 
 def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -93,23 +104,40 @@ class ChoiceBlock(nn.Module):
         return torch.cat((x_proj, y), 1)
 
     def forward_sliced(self, x: torch.Tensor, mid: int) -> torch.Tensor:
-        """Run the main branch at width ``mid`` <= ``self.mid``: compute follows the width."""
+        """Run the main branch at width ``mid`` <= ``self.mid``: compute follows the width.
+
+        On a channels_last CPU input the branch runs ``width`` = ``mid`` rounded up to
+        :data:`CHANNEL_ALIGN` channels (at most ``self.mid``). The surplus channels ``mid:width``
+        are real supernet channels, but every pointwise conv that reads mid channels gets their
+        input columns multiplied by 0, so they add nothing to the output and receive exactly zero
+        gradient, and batch norm leaves their running statistics as they were.
+        """
         if mid == self.mid:
             return self.forward(x)
+        width = mid
+        if x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            width = min(-(-mid // CHANNEL_ALIGN) * CHANNEL_ALIGN, self.mid)
+        mask = None
+        if width != mid:
+            mask = (torch.arange(width, device=x.device) < mid).to(x.dtype).view(1, -1, 1, 1)
         x_proj, y = self._branches(x)
         last_conv = self.main[-3]  # ... conv, BN, act
         c = y.shape[1]
+        is_mid = False  # whether y's channels are the mid ones (between the first and last pw)
         for m in self.main:
             if isinstance(m, nn.Conv2d):
                 if m.groups > 1:  # depthwise: as wide as its input
                     w, groups = m.weight[:c], c
                 else:
-                    cout = m.out_channels if m is last_conv else mid
+                    cout = m.out_channels if m is last_conv else width
                     w, groups = m.weight[:cout, :c], 1
+                    if is_mid and mask is not None:
+                        w = w * mask
+                    is_mid = m is not last_conv
                 y = F.conv2d(y, w, None, m.stride, m.padding, 1, groups)
                 c = y.shape[1]
             elif isinstance(m, nn.BatchNorm2d):
-                y = _sliced_batch_norm(m, y, c)
+                y = _sliced_batch_norm(m, y, c, keep=mid if is_mid else c)
             else:
                 y = m(y)
         if self.se is not None:
@@ -117,21 +145,29 @@ class ChoiceBlock(nn.Module):
         return torch.cat((x_proj, y), 1)
 
 
-def _sliced_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, c: int) -> torch.Tensor:
-    """``bn`` on the first ``c`` channels; updates those running statistics in place."""
+def _sliced_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, c: int, keep: int) -> torch.Tensor:
+    """``bn`` on the first ``c`` channels; updates the running statistics of the first ``keep``
+    of them in place (channels ``keep:c`` are alignment surplus, see ``forward_sliced``)."""
     training = bn.training or bn.running_mean is None
     momentum = bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+    updates = bn.training and bn.track_running_stats and bn.num_batches_tracked is not None
+    if updates:
         bn.num_batches_tracked.add_(1)
         if momentum is None:  # cumulative average, as nn.BatchNorm2d does
             momentum = 1.0 / float(bn.num_batches_tracked)
-    return F.batch_norm(
-        x,
-        bn.running_mean[:c] if bn.running_mean is not None else None,
-        bn.running_var[:c] if bn.running_var is not None else None,
-        bn.weight[:c],
-        bn.bias[:c],
-        training,
-        momentum if momentum is not None else 0.0,
-        bn.eps,
-    )
+    mean = bn.running_mean[:c] if bn.running_mean is not None else None
+    var = bn.running_var[:c] if bn.running_var is not None else None
+    # Surplus channels' statistics must not move: batch norm updates copies, and only the first
+    # ``keep`` entries are written back (autograd saves the tensors it was given, so they stay).
+    partial = updates and keep < c and mean is not None
+    if partial:
+        mean, var = mean.clone(), var.clone()
+    y = F.batch_norm(
+        x, mean, var, bn.weight[:c], bn.bias[:c], training,
+        momentum if momentum is not None else 0.0, bn.eps,
+    )  # fmt: skip
+    if partial:
+        with torch.no_grad():
+            bn.running_mean[:keep].copy_(mean[:keep])
+            bn.running_var[:keep].copy_(var[:keep])
+    return y

@@ -20,7 +20,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -700,6 +700,8 @@ class LatencyTable:
     head_ms: float
     blocks: list[list[list[float | None]]]  # [position][block gene][channel gene]
     scale: float = 1.0  # whole network / sum of parts, fitted on calibration subnets
+    #: Held-out whole subnets timed in the build's own rounds: {"arch", "measured_ms", "predicted_ms"}.
+    checks: list[dict] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -714,10 +716,15 @@ class LatencyTable:
         progress: Callable[[str], None] | None = None,
         calibration_archs: int = 5,
         rounds: int = 3,
+        check_archs: int = 0,
     ) -> LatencyTable:
         """Measure every part of ``space`` (positions after the first in a stage are alike) and
         ``calibration_archs`` whole random subnets, which fit :attr:`scale` (0: no fit), in
-        ``rounds`` interleaved passes; each figure is the median over the passes."""
+        ``rounds`` interleaved passes; each figure is the median over the passes.
+
+        ``check_archs`` more random subnets, not used for the fit, are timed in the same rounds
+        and kept in :attr:`checks` with their predictions: the table's own test of accuracy,
+        which a later measurement could not give if the machine's speed changed in between."""
         from .blocks import ChoiceBlock
         from .space import sample
         from .supernet import SubNet, make_classifier, make_head, make_stem
@@ -751,6 +758,9 @@ class LatencyTable:
         rng = random.Random(0x5EED)  # its own stream: benchmarks test on other archs
         calib = [sample(space, rng) for _ in range(calibration_archs)]
         jobs.update({("whole", i): (SubNet(space, a), image) for i, a in enumerate(calib)})
+        check_rng = random.Random(0xC4EC)  # a third stream: neither calibration nor benchmarks
+        held_out = [sample(space, check_rng) for _ in range(check_archs)]
+        jobs.update({("check", i): (SubNet(space, a), image) for i, a in enumerate(held_out)})
         if progress:
             progress(f"measuring {len(jobs)} models x {rounds} interleaved rounds")
         ms = timer.interleaved(jobs, rounds)
@@ -773,7 +783,15 @@ class LatencyTable:
             table.scale = float(statistics.median(ratios))
             if progress:
                 progress(f"calibrated on {len(calib)} whole subnets: scale {table.scale:.3f}")
+        table.checks = [
+            {"arch": str(a), "measured_ms": ms[("check", i)], "predicted_ms": table.predict(a)}
+            for i, a in enumerate(held_out)
+        ]
         return table
+
+    def check_errors(self) -> list[float]:
+        """Relative error (predicted - measured) / measured of each held-out check subnet."""
+        return [(c["predicted_ms"] - c["measured_ms"]) / c["measured_ms"] for c in self.checks]
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of ``arch`` in milliseconds."""
@@ -803,6 +821,7 @@ class LatencyTable:
             "head_ms": self.head_ms,
             "blocks": self.blocks,
             "scale": self.scale,
+            "checks": self.checks,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -845,6 +864,11 @@ class LatencyTable:
                 float(d["head_ms"]),
                 blocks,
                 float(d.get("scale", 1.0)),
+                [
+                    {"arch": str(c["arch"]), "measured_ms": float(c["measured_ms"]),
+                     "predicted_ms": float(c["predicted_ms"])}
+                    for c in d.get("checks", [])
+                ],  # fmt: skip
             )
         except (ValueError, KeyError, TypeError) as e:
             raise SposError(

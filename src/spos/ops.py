@@ -44,8 +44,43 @@ def channel_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ShuffleNetV2's shuffle-then-split: even channels pass through, odd ones go to the branch.
 
     Equivalent to the official ``channel_shuffle`` (reshape to (C/2, 2), transpose, split).
+    In training the two halves' gradients are interleaved straight into one tensor laid out like
+    ``x`` (see :class:`_ShuffleSplit`); traced or exported graphs keep the two plain slices.
     """
+    if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled() and not _tracing():
+        return _ShuffleSplit.apply(x)
     return x[:, 0::2], x[:, 1::2]
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+
+
+class _ShuffleSplit(torch.autograd.Function):
+    """``x[:, 0::2], x[:, 1::2]`` whose backward writes both gradients into one tensor with
+    ``x``'s memory format.
+
+    Autograd's own slice backward zero-fills a full *contiguous* (NCHW) tensor per half and adds
+    the two. For a channels_last network that NCHW gradient then flows through the concat into
+    every block's last ReLU and BN, where mixed layouts take slow element-by-element kernels.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.shape, ctx.dtype, ctx.device = x.shape, x.dtype, x.device
+        ctx.channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        return x[:, 0::2], x[:, 1::2]
+
+    @staticmethod
+    def backward(ctx, g_even: torch.Tensor | None, g_odd: torch.Tensor | None) -> torch.Tensor:
+        fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=ctx.device, memory_format=fmt)
+        for half, g in ((grad[:, 0::2], g_even), (grad[:, 1::2], g_odd)):
+            if g is None:
+                half.zero_()
+            else:
+                half.copy_(g)
+        return grad
 
 
 class ShuffleSplitConv(nn.Module):

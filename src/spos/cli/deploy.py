@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import sys
 from pathlib import Path
 
@@ -118,6 +119,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="interleaved passes over all parts; each entry is their median")
     p.add_argument("--calibration-archs", type=int, default=5,
                    help="whole random subnets measured to fit the table's scale (0: none)")
+    p.add_argument("--check-archs", type=int, default=5,
+                   help="held-out whole random subnets timed in the same rounds to report the "
+                   "table's prediction error (0: none)")
     add_space_args(p)
     p.set_defaults(func=run_latency_table)
 
@@ -355,6 +359,8 @@ def run_latency_table(args: argparse.Namespace) -> int:
         space = space_from_args(args).replace(channel_genes=tuple(range(2, 10)))
     if min(args.repeats, args.threads, args.batch_size, args.rounds) < 1 or args.warmup < 0:
         raise SposError("--repeats, --rounds, --threads and --batch-size must be >= 1 and --warmup >= 0")
+    if min(args.calibration_archs, args.check_archs) < 0:
+        raise SposError("--calibration-archs and --check-archs must be >= 0")
     table = LatencyTable.build(
         space,
         args.device,
@@ -366,10 +372,17 @@ def run_latency_table(args: argparse.Namespace) -> int:
         progress=lambda msg: print(msg, file=sys.stderr),
         calibration_archs=args.calibration_archs,
         rounds=args.rounds,
+        check_archs=args.check_archs,
     )
     table.save(args.out)
     print(
         f"wrote {args.out}: {args.backend} on {args.device}, {args.threads} threads, batch {args.batch_size}; "
         f"stem {table.stem_ms:.3f} ms, head {table.head_ms:.3f} ms, per-call overhead {table.overhead_ms:.3f} ms"
     )
+    if table.checks:
+        errors = sorted(abs(e) for e in table.check_errors())
+        print(
+            f"prediction error on {len(errors)} held-out subnets timed in the same rounds: "
+            f"median {100 * statistics.median(errors):.1f}%, max {100 * errors[-1]:.1f}%"
+        )
     return 0

@@ -143,6 +143,8 @@ def table_error(table_path: str | None, backend: str, n_archs: int, repeats: int
         if table_path:
             table.save(table_path)
         rows = [(c["arch"], c["measured_ms"], c["predicted_ms"]) for c in table.checks]
+    if not rows:
+        return
     errors = []
     print(f"{'arch':<50}{'measured ms':>12}{'predicted':>11}{'error':>8}")
     for arch, m, predicted in rows:

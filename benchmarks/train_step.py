@@ -148,7 +148,7 @@ def bench_size(
     fmt = "channels_last" if channels_last else "NCHW"
     label = f"{name} (batch {batch}, {space.input_size}x{space.input_size}x{space.input_channels}, {fmt})"
     print(f"{label}: masked-vs-sliced max |diff| {diff:.1e}; {rounds} rounds, each training "
-          f"{pool_size} uniform paths x {passes} per method; MACs masked / sliced {macs_ratio(space, pool):.2f}x")
+          f"{pool_size} uniform paths x {passes} per method; MACs masked / exactly sliced {macs_ratio(space, pool):.2f}x")
     for k, v in speed.items():
         spread = f"{min(v):.1f}-{max(v):.1f}"
         print(f"  {k:<30}{med[k]:>10.1f} img/s   (rounds {spread})")

@@ -228,7 +228,6 @@ def test_int8_model_of_a_trained_subnet_stays_within_2_points_of_fp32(
 
 @pytest.fixture(scope="module")
 def latency_space() -> SearchSpace:
-    # Wide enough that compute, not per-op overhead, sets each block's time.
     return SearchSpace(
         stage_depths=(1, 3, 1, 1),
         stage_channels=(48, 96, 192, 384),
@@ -242,7 +241,9 @@ def latency_space() -> SearchSpace:
 
 @pytest.fixture(scope="module")
 def latency_table(latency_space) -> LatencyTable:
-    return LatencyTable.build(latency_space, "cpu", "torch", threads=1, warmup=3, repeats=15)
+    # Batch 8: at batch 1 these small maps are timed mostly as per-op overhead, and 3.3x the MACs
+    # read only ~1.1x the time, too close to timing noise to test monotonicity.
+    return LatencyTable.build(latency_space, "cpu", "torch", threads=1, warmup=3, repeats=15, batch_size=8)
 
 
 def test_latency_table_round_trips_and_predicts_positive_ms_monotone_in_width(
@@ -263,7 +264,7 @@ def test_latency_table_round_trips_and_predicts_positive_ms_monotone_in_width(
     assert all(b >= 0.9 * a for a, b in itertools.pairwise(preds)), (
         preds
     )  # 10% tolerance for timing noise
-    assert preds[-1] > 1.1 * preds[0], preds  # 3.3x the MACs; per-op overhead damps it
+    assert preds[-1] > 1.2 * preds[0], preds  # 3.3x the MACs (seen: 1.45-2.1x); overhead damps it
 
 
 def test_latency_table_refuses_genes_it_did_not_measure_and_bad_files(

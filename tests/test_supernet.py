@@ -110,6 +110,21 @@ def test_channels_last_training_step_equals_the_exact_nchw_slice(tiny_space, use
     assert padded > 0, "no path exercised the aligned widths"
 
 
+def test_channels_last_channel_split_keeps_the_layout_and_is_twice_differentiable():
+    from spos.ops import channel_split
+
+    x = torch.randn(2, 8, 3, 3, dtype=torch.double).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    even, odd = channel_split(x)
+    (even.sum() + 2 * odd.sum()).backward()
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x.grad[:, 0::2], torch.ones_like(even)) and torch.equal(x.grad[:, 1::2], 2 * torch.ones_like(odd))
+    assert torch.autograd.gradcheck(channel_split, (x,))
+    assert torch.autograd.gradgradcheck(channel_split, (x,))  # e.g. gradient penalties
+    only_odd = torch.autograd.grad(channel_split(x)[1].square().sum(), x)[0]  # one half unused
+    assert not only_odd[:, 0::2].any() and torch.equal(only_odd[:, 1::2], 2 * x[:, 1::2].detach())
+
+
 def test_extracted_subnet_has_same_shapes_as_one_built_from_scratch(tiny_space):
     net = SuperNet(tiny_space)
     for seed in range(5):

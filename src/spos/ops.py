@@ -44,10 +44,18 @@ def channel_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ShuffleNetV2's shuffle-then-split: even channels pass through, odd ones go to the branch.
 
     Equivalent to the official ``channel_shuffle`` (reshape to (C/2, 2), transpose, split).
-    In training the two halves' gradients are interleaved straight into one tensor laid out like
-    ``x`` (see :class:`_ShuffleSplit`); traced or exported graphs keep the two plain slices.
+    Training in channels_last goes through :class:`_ShuffleSplit`, whose backward keeps the
+    layout; everything else (NCHW, no grad, traced or exported graphs) takes the two plain slices.
     """
-    if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled() and not _tracing():
+    if (
+        isinstance(x, torch.Tensor)
+        and x.requires_grad
+        and torch.is_grad_enabled()
+        and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
+        and not _tracing()
+    ):
         return _ShuffleSplit.apply(x)
     return x[:, 0::2], x[:, 1::2]
 
@@ -57,29 +65,36 @@ def _tracing() -> bool:
 
 
 class _ShuffleSplit(torch.autograd.Function):
-    """``x[:, 0::2], x[:, 1::2]`` whose backward writes both gradients into one tensor with
-    ``x``'s memory format.
+    """``x[:, 0::2], x[:, 1::2]`` of a channels_last ``x`` whose gradient is channels_last too.
 
     Autograd's own slice backward zero-fills a full *contiguous* (NCHW) tensor per half and adds
-    the two. For a channels_last network that NCHW gradient then flows through the concat into
-    every block's last ReLU and BN, where mixed layouts take slow element-by-element kernels.
+    the two. In a channels_last network that NCHW gradient flows through the concat into every
+    block's last ReLU and BN, where mixed layouts take slow element-by-element kernels (1.1 ms
+    for a [16, 160, 14, 14] ReLU backward that takes 0.08 ms in one layout). The outputs are
+    views of ``x``: neither they nor ``x`` may be modified in place afterwards.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx.shape, ctx.dtype, ctx.device = x.shape, x.dtype, x.device
-        ctx.channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[:, 0::2], x[:, 1::2]
 
     @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor], output) -> None:  # torch.func needs it
+        (x,) = inputs
+        ctx.shape, ctx.dtype, ctx.device = x.shape, x.dtype, x.device
+
+    @staticmethod
     def backward(ctx, g_even: torch.Tensor | None, g_odd: torch.Tensor | None) -> torch.Tensor:
-        fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
-        grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=ctx.device, memory_format=fmt)
-        for half, g in ((grad[:, 0::2], g_even), (grad[:, 1::2], g_odd)):
-            if g is None:
-                half.zero_()
-            else:
-                half.copy_(g)
+        halves = [
+            torch.zeros(ctx.shape[0], ctx.shape[1] // 2, *ctx.shape[2:], dtype=ctx.dtype,
+                        device=ctx.device) if g is None else g
+            for g in (g_even, g_odd)
+        ]  # fmt: skip
+        if torch.is_grad_enabled():  # create_graph (double backward): differentiable ops only
+            return torch.stack(halves, 2).flatten(1, 2).contiguous(memory_format=torch.channels_last)
+        grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=ctx.device, memory_format=torch.channels_last)
+        grad[:, 0::2].copy_(halves[0])
+        grad[:, 1::2].copy_(halves[1])
         return grad
 
 

@@ -110,19 +110,39 @@ def test_channels_last_training_step_equals_the_exact_nchw_slice(tiny_space, use
     assert padded > 0, "no path exercised the aligned widths"
 
 
-def test_channels_last_channel_split_keeps_the_layout_and_is_twice_differentiable():
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+def test_channel_split_gradient_keeps_the_layout_and_is_twice_differentiable(fmt):
     from spos.ops import channel_split
 
-    x = torch.randn(2, 8, 3, 3, dtype=torch.double).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_()
+    x = torch.randn(2, 8, 3, 3, dtype=torch.double).contiguous(memory_format=fmt).requires_grad_()
     even, odd = channel_split(x)
     (even.sum() + 2 * odd.sum()).backward()
-    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    assert x.grad.is_contiguous(memory_format=fmt)
     assert torch.equal(x.grad[:, 0::2], torch.ones_like(even)) and torch.equal(x.grad[:, 1::2], 2 * torch.ones_like(odd))
     assert torch.autograd.gradcheck(channel_split, (x,))
     assert torch.autograd.gradgradcheck(channel_split, (x,))  # e.g. gradient penalties
     only_odd = torch.autograd.grad(channel_split(x)[1].square().sum(), x)[0]  # one half unused
     assert not only_odd[:, 0::2].any() and torch.equal(only_odd[:, 1::2], 2 * x[:, 1::2].detach())
+
+
+def test_per_sample_gradients_with_torch_func_go_through_the_split(tiny_space):
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(0)
+    net = SuperNet(tiny_space.replace(dropout=0.0)).double().eval()
+    arch = sample(tiny_space, random.Random(0))
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    buffers = dict(net.named_buffers())
+
+    def loss(p, image):
+        return functional_call(net, (p, buffers), (image.unsqueeze(0), arch)).logsumexp(1).sum()
+
+    images = torch.randn(3, 3, 32, 32, dtype=torch.double)
+    batched = vmap(grad(loss), in_dims=(None, 0))(params, images)
+    for i in range(3):
+        one = grad(loss)(params, images[i])
+        for k in ("stem.0.weight", "classifier.1.weight"):
+            torch.testing.assert_close(batched[k][i], one[k])
 
 
 def test_extracted_subnet_has_same_shapes_as_one_built_from_scratch(tiny_space):

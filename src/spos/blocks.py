@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import SqueezeExcite, activation, channel_split
+from .ops import SqueezeExcite, activation, channel_split, is_channels_last
 from .space import BLOCK_KERNELS
 
 #: In channels_last on CPU, sliced main branches run at widths rounded up to a multiple of this.
@@ -115,7 +115,7 @@ class ChoiceBlock(nn.Module):
         if mid == self.mid:
             return self.forward(x)
         width = mid
-        if x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        if x.device.type == "cpu" and x.dim() == 4 and is_channels_last(x):
             width = min(-(-mid // CHANNEL_ALIGN) * CHANNEL_ALIGN, self.mid)
         mask = None
         if width != mid:

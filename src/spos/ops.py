@@ -52,14 +52,14 @@ def channel_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         and x.requires_grad
         and torch.is_grad_enabled()
         and x.dim() == 4
-        and (x.is_contiguous() or _channels_last(x))
+        and (x.is_contiguous() or is_channels_last(x))
         and not _tracing()
     ):
         return _ShuffleSplit.apply(x)
     return x[:, 0::2], x[:, 1::2]
 
 
-def _channels_last(x: torch.Tensor) -> bool:
+def is_channels_last(x: torch.Tensor) -> bool:
     """Dense channels_last and not also NCHW-contiguous (as a tensor with H = W = 1 is)."""
     try:
         return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -92,7 +92,7 @@ class _ShuffleSplit(torch.autograd.Function):
     def setup_context(ctx, inputs: tuple[torch.Tensor], output) -> None:  # torch.func needs it
         (x,) = inputs
         ctx.shape, ctx.dtype, ctx.device = x.shape, x.dtype, x.device
-        ctx.memory_format = torch.channels_last if _channels_last(x) else torch.contiguous_format
+        ctx.memory_format = torch.channels_last if is_channels_last(x) else torch.contiguous_format
 
     @staticmethod
     def backward(ctx, g_even: torch.Tensor | None, g_odd: torch.Tensor | None) -> torch.Tensor:

@@ -20,6 +20,7 @@ data:
 	bash scripts/fetch_fashion_mnist.sh $(DATA)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # A finished demo is not retrained: `make demo` again reprints its summary (stages are skipped).

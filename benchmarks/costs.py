@@ -11,9 +11,11 @@ import time
 
 import torch
 
-from spos.costs import cost_table, count
-from spos.space import SearchSpace, sample
-from spos.supernet import SubNet
+from spos.cost.counting import count
+from spos.cost.table import cost_table
+from spos.genes import sample
+from spos.nn.supernet import SubNet
+from spos.space import SearchSpace
 
 
 def main() -> None:

@@ -23,16 +23,12 @@ from pathlib import Path
 import torch
 
 from spos import zoo
-from spos.deploy import (
-    LatencyTable,
-    export_onnx,
-    measure_models_ms,
-    onnx_accuracy,
-    onnx_latency,
-    quantize_onnx,
-)
-from spos.space import sample
-from spos.supernet import SubNet
+from spos.cost.latency import LatencyTable, measure_models_ms
+from spos.cost.timing import onnx_latency
+from spos.deploy.export import export_onnx, onnx_accuracy
+from spos.deploy.quantize import quantize_onnx
+from spos.genes import sample
+from spos.nn.supernet import SubNet
 
 THREADS = 2
 
@@ -89,7 +85,7 @@ def accuracy(model_path: str | None, tmp: Path, calib_images: int, eval_images: 
         )
         return
     from spos.cli.deploy import _images
-    from spos.runs import load_model
+    from spos.nn.io import load_model
 
     model, space, _ = load_model(model_path)
     shape = (space.input_channels, space.input_size, space.input_size)

@@ -19,11 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spos.costs import cost_table
-from spos.runs import load_checkpoint, load_model
-from spos.search import Evaluator, SearchConfig, load_search_data
-from spos.space import sample
-from spos.train import TrainConfig, train
+from spos.cost.table import cost_table
+from spos.genes import sample
+from spos.nn.io import load_model
+from spos.runs import load_checkpoint
+from spos.search.config import SearchConfig
+from spos.search.evaluator import Evaluator
+from spos.search.run import load_search_data
+from spos.train.config import TrainConfig
+from spos.train.trainer import train
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:

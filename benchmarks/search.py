@@ -24,10 +24,15 @@ import time
 
 import torch
 
-from spos.runs import load_checkpoint, load_model
-from spos.search import Evaluator, SearchConfig, load_search_data, search
-from spos.space import SearchSpace, sample
-from spos.supernet import SuperNet
+from spos.genes import sample
+from spos.nn.io import load_model
+from spos.nn.supernet import SuperNet
+from spos.runs import load_checkpoint
+from spos.search.config import SearchConfig
+from spos.search.evaluator import Evaluator
+from spos.search.evolution import search
+from spos.search.run import load_search_data
+from spos.space import SearchSpace
 
 
 def small_preset() -> SearchSpace:

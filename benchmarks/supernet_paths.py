@@ -16,10 +16,12 @@ import statistics
 
 import torch
 
+from spos.cost.bounds import Bounds
 from spos.data import builtin, to_tensors
-from spos.runs import load_checkpoint, load_model
-from spos.sampling import Window, build_sampler
-from spos.search import Evaluator, SearchData
+from spos.nn.io import load_model
+from spos.runs import load_checkpoint
+from spos.sampling.samplers import build_sampler
+from spos.search.evaluator import Evaluator, SearchData
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
         raise SystemExit(f"{args.supernet} holds a subnet; pass a supernet run's final.pt")
     window = (load_checkpoint(args.supernet).get("config") or {}).get("window")
     sampler = build_sampler(space, "random" if window else "uniform", seed=args.seed,
-                            window=Window(**window) if window else None)  # fmt: skip
+                            window=Bounds(**window) if window else None)  # fmt: skip
     train, test = builtin("train", False), builtin("val", False)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))
     recal, _ = to_tensors(train, order[: args.recal_images].tolist())

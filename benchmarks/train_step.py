@@ -3,7 +3,7 @@
 The MXNet re-implementation ran every chosen block at full width and multiplied the main
 branch's mid activations by a 0/1 channel mask, so it always paid for scale 2.0. Our SuperNet
 slices the weights, so compute follows the sampled width (in channels_last on CPU, rounded up
-to a multiple of 16 channels with the surplus masked out; see spos.blocks). Each round trains
+to a multiple of 16 channels with the surplus masked out; see spos.nn.blocks). Each round trains
 the same pool of uniform paths (4 blocks x channel scales 0.6-2.0) with each method, the same
 optimizer step and order; rounds interleave the methods (alternating which goes first) and the
 figures are medians over rounds, because the machine is shared. The MACs ratio of the pool is
@@ -29,12 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import spos  # noqa: F401  (sets oneDNN's kernel cache size before the first conv)
-from spos.blocks import ChoiceBlock
-from spos.costs import cost_table
-from spos.ops import channel_split
-from spos.sampling import build_sampler
-from spos.space import Arch, SearchSpace, largest, mid_channels, smallest
-from spos.supernet import SuperNet
+from spos.cost.table import cost_table
+from spos.genes import largest, smallest
+from spos.nn.blocks import ChoiceBlock
+from spos.nn.ops import channel_split
+from spos.nn.supernet import SuperNet
+from spos.sampling.samplers import build_sampler
+from spos.space import Arch, SearchSpace, mid_channels
 
 #: name -> (space, batch, default passes over the path pool per method per round)
 SIZES = {

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import torch
 
-from spos.search import Evaluator, SearchConfig, SearchData, search
+from spos.nn.supernet import SuperNet
+from spos.search.config import SearchConfig
+from spos.search.evaluator import Evaluator, SearchData
+from spos.search.evolution import search
 from spos.space import SearchSpace
-from spos.supernet import SuperNet
 
 SPACE = SearchSpace(stage_depths=(1, 1, 2, 1), stage_channels=(24, 48, 96, 192), input_size=16,
                     input_channels=3, num_classes=10, stem_channels=8, stem_stride=1, last_channels=64)  # fmt: skip
@@ -58,7 +60,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from spos.search import init_distributed
+    from spos.runtime import init_distributed
 
     init_distributed(torch.device("cpu"))
     sys.exit(main())

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from spos.bn import recalibrate_bn
 from spos.errors import SposError
+from spos.nn.bn import recalibrate_bn
+from spos.nn.supernet import SuperNet
 from spos.space import Arch
-from spos.supernet import SuperNet
 
 
 def _direct_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

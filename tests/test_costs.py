@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from spos import zoo
-from spos.costs import cost_table, count, count_micronet, num_params, sigma_score
-from spos.space import SearchSpace, largest, sample, smallest
-from spos.supernet import SubNet, SuperNet, make_classifier, make_head, make_stem
+from spos.cost.counting import count, count_micronet, num_params, sigma_score
+from spos.cost.table import cost_table
+from spos.genes import largest, sample, smallest
+from spos.nn.supernet import SubNet, SuperNet, make_classifier, make_head, make_stem
+from spos.space import SearchSpace
 
 
 @pytest.mark.parametrize(

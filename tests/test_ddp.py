@@ -8,7 +8,8 @@ import pytest
 import torch
 from idx_fixtures import TINY_SPACE, write_fashion
 
-from spos.train import TrainConfig, Trainer
+from spos.train.config import TrainConfig
+from spos.train.trainer import Trainer
 
 STEPS = 4
 

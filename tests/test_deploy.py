@@ -9,26 +9,19 @@ from torch import nn
 
 from spos import zoo
 from spos.cli import main
-from spos.costs import profile
-from spos.deploy import (
-    GRAPHS,
-    INPUT_NAME,
-    LatencyTable,
-    deployable,
-    export_onnx,
-    fold_bn,
-    measure_models_ms,
-    onnx_accuracy,
-    ort_session,
-    quantize_onnx,
-    shuffle_as_conv,
-    shuffle_in_weights,
-    strided_slices,
-)
+from spos.cost.counting import profile
+from spos.cost.latency import LatencyTable, measure_models_ms
+from spos.deploy.export import GRAPHS, deployable, export_onnx, onnx_accuracy
+from spos.deploy.int8 import shuffle_in_weights
+from spos.deploy.quantize import quantize_onnx
 from spos.errors import SposError
-from spos.runs import model_payload, save_checkpoint
-from spos.space import Arch, SearchSpace, sample
-from spos.supernet import SubNet, SuperNet
+from spos.genes import sample
+from spos.nn.fold import fold_bn, shuffle_as_conv
+from spos.nn.io import model_payload
+from spos.nn.onnx import INPUT_NAME, ort_session, strided_slices
+from spos.nn.supernet import SubNet, SuperNet
+from spos.runs import save_checkpoint
+from spos.space import Arch, SearchSpace
 
 
 def _random_bn(model: nn.Module, seed: int = 0) -> nn.Module:

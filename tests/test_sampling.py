@@ -10,20 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spos.cli import main
-from spos.costs import Costs, cost_table
+from spos.cost.bounds import Bounds
+from spos.cost.counting import Costs
+from spos.cost.table import cost_table, reachable_costs
 from spos.errors import SposError
-from spos.sampling import (
-    KINDS,
-    SPEC_WINDOW,
-    Window,
-    allowed_channel_genes,
-    build_sampler,
-    compare_samplers,
-    default_window,
-    reachable_costs,
-    sampling_coverage,
-)
-from spos.space import SearchSpace, sample
+from spos.genes import sample
+from spos.sampling.coverage import SPEC_WINDOW, compare_samplers, default_window, sampling_coverage
+from spos.sampling.samplers import KINDS, build_sampler
+from spos.sampling.schedule import allowed_channel_genes
+from spos.space import SearchSpace
 
 TINY = SearchSpace(stage_depths=(1, 1, 2, 1), stage_channels=(24, 48, 96, 192), input_size=32,
                    num_classes=10, stem_channels=8, stem_stride=1, last_channels=64)  # fmt: skip
@@ -92,7 +87,7 @@ def test_warmup_is_a_growing_subset_of_the_space(genes, start, min_gene):
 def window_around(space, seed, d):
     """A window around a sampled path's costs (so some path lies inside)."""
     c = cost_table(space)(sample(space, random.Random(seed)))
-    return Window(c.macs * (1 - d[0]), c.macs * (1 + d[1]), c.params * (1 - d[2]), c.params * (1 + d[3]))
+    return Bounds(c.macs * (1 - d[0]), c.macs * (1 + d[1]), c.params * (1 - d[2]), c.params * (1 + d[3]))
 
 
 @FAST
@@ -169,10 +164,10 @@ def test_unsatisfiable_window_errors_quickly(kind):
     (m_lo, _m_hi), (_p_lo, p_hi) = reachable_costs(space)
     t = time.perf_counter()
     with pytest.raises(SposError, match=r"outside.*MACs 179\.774M\.\.880\.366M"):
-        build_sampler(space, kind, window=Window(max_macs=m_lo - 1))
+        build_sampler(space, kind, window=Bounds(max_macs=m_lo - 1))
     # Each bound alone is reachable; together they are not (the most parameters need big MACs).
     with pytest.raises(SposError, match="not reached"):
-        build_sampler(space, kind, window=Window(max_macs=m_lo * 1.01, min_params=p_hi * 0.99))
+        build_sampler(space, kind, window=Bounds(max_macs=m_lo * 1.01, min_params=p_hi * 0.99))
     assert time.perf_counter() - t < 10
     with pytest.raises(SposError, match="needs a window"):
         build_sampler(space, kind)
@@ -235,17 +230,17 @@ def test_uniform_draws_every_block_and_allowed_channel_evenly():
 
 
 def test_window_checks_and_membership():
-    w = Window(min_macs=1e6, max_macs=2e6, max_params=5e5)
+    w = Bounds(min_macs=1e6, max_macs=2e6, max_params=5e5)
     assert w.contains(Costs(1_500_000, 1)) and not w.contains(Costs(2_000_001, 1))
     assert w.contains(Costs(1_000_000, 500_000)) and not w.contains(Costs(1_500_000, 500_001))
     with pytest.raises(SposError, match="swap the bounds"):
-        Window(min_params=3e6, max_params=2e6)
+        Bounds(min_params=3e6, max_params=2e6)
     with pytest.raises(SposError, match="unknown sampler"):
         build_sampler(TINY, "evolution")
 
 
 def test_coverage_counts_cells_among_those_any_sampler_reached():
-    w = Window(0, 10, 0, 10)
+    w = Bounds(0, 10, 0, 10)
     pts = {"a": (np.array([0.5, 1.5, 9.5, 20.0]), np.array([0.5, 0.5, 9.5, 1.0])),  # 3 cells + 1 outside
            "b": (np.array([0.5, 5.5]), np.array([0.5, 5.5]))}  # fmt: skip
     assert sampling_coverage(pts, w, grid=10) == {"a": 0.75, "b": 0.5}

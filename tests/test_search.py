@@ -10,14 +10,18 @@ import torch
 import yaml
 
 from spos import data as spos_data
-from spos.bn import recalibrate_bn
 from spos.cli import main
-from spos.costs import cost_table
+from spos.cost.table import cost_table
 from spos.errors import SposError
-from spos.runs import model_payload, save_checkpoint
-from spos.search import Evaluator, SearchConfig, SearchData, pareto_front, search
-from spos.space import Arch, SearchSpace, largest, smallest
-from spos.supernet import SuperNet
+from spos.genes import largest, smallest
+from spos.nn.bn import recalibrate_bn
+from spos.nn.io import model_payload
+from spos.nn.supernet import SuperNet
+from spos.runs import save_checkpoint
+from spos.search.config import SearchConfig
+from spos.search.evaluator import Evaluator, SearchData
+from spos.search.evolution import pareto_front, search
+from spos.space import Arch, SearchSpace
 
 
 @pytest.fixture

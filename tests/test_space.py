@@ -6,17 +6,8 @@ from hypothesis import strategies as st
 
 from spos import zoo
 from spos.errors import SposError
-from spos.space import (
-    Arch,
-    ArchError,
-    SearchSpace,
-    crossover,
-    largest,
-    mid_channels,
-    mutate,
-    sample,
-    smallest,
-)  # fmt: skip
+from spos.genes import crossover, largest, mutate, sample, smallest  # fmt: skip
+from spos.space import Arch, ArchError, SearchSpace, mid_channels  # fmt: skip
 
 SPACE = SearchSpace()
 

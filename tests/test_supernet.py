@@ -4,8 +4,9 @@ import random
 import pytest
 import torch
 
-from spos.space import SearchSpace, largest, sample, smallest
-from spos.supernet import SubNet, SuperNet
+from spos.genes import largest, sample, smallest
+from spos.nn.supernet import SubNet, SuperNet
+from spos.space import SearchSpace
 
 
 @pytest.mark.parametrize("use_se,lcap", [(False, False), (True, True)])
@@ -68,7 +69,7 @@ def test_channels_last_training_step_equals_the_exact_nchw_slice(tiny_space, use
     """In channels_last the main branches run at widths rounded up to CHANNEL_ALIGN with the
     surplus masked out, and the channel split has its own backward. Outputs, every gradient
     (the surplus included: exactly 0) and every running statistic must equal plain NCHW slicing."""
-    from spos.blocks import CHANNEL_ALIGN
+    from spos.nn.blocks import CHANNEL_ALIGN
 
     space = tiny_space.replace(use_se=use_se, dropout=0.0)  # no dropout: same function twice
     torch.manual_seed(0)
@@ -112,7 +113,7 @@ def test_channels_last_training_step_equals_the_exact_nchw_slice(tiny_space, use
 
 @pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
 def test_channel_split_gradient_keeps_the_layout_and_is_twice_differentiable(fmt):
-    from spos.ops import channel_split
+    from spos.nn.ops import channel_split
 
     x = torch.randn(2, 8, 3, 3, dtype=torch.double).contiguous(memory_format=fmt).requires_grad_()
     even, odd = channel_split(x)

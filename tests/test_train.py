@@ -7,8 +7,10 @@ from idx_fixtures import TINY_SPACE, write_fashion
 
 from spos.cli import main
 from spos.errors import SposError
-from spos.runs import load_model
-from spos.train import TrainConfig, Trainer, clear_unchosen_grads, lr_factor, param_groups
+from spos.nn.io import load_model
+from spos.train.config import TrainConfig
+from spos.train.optim import clear_unchosen_grads, lr_factor, param_groups
+from spos.train.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +47,8 @@ def test_lr_schedule_warms_up_linearly_then_cosine_to_zero_or_constant():
 
 
 def test_no_weight_decay_on_bn_and_biases(tiny_space):
-    from spos.space import largest
-    from spos.supernet import SubNet
+    from spos.genes import largest
+    from spos.nn.supernet import SubNet
 
     net = SubNet(tiny_space, largest(tiny_space))
     decay, no_decay = param_groups(net, 4e-5)
@@ -86,8 +88,8 @@ def test_unchosen_blocks_get_no_momentum_or_weight_decay_update(tmp_path, fashio
 def test_without_clearing_momentum_would_move_unchosen_blocks(tiny_space):
     # The control for the test above: zero grads (instead of None) still move a block via
     # momentum and weight decay, so the property is not vacuous.
+    from spos.nn.supernet import SuperNet
     from spos.space import Arch
-    from spos.supernet import SuperNet
 
     net = SuperNet(tiny_space)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)

@@ -19,16 +19,12 @@ from typing import Any
 import torch.distributed as dist
 
 from . import data as datalib
-from .costs import cost_table, count_micronet
+from .cost.counting import count_micronet
+from .cost.table import cost_table
 from .errors import SposError
-from .runs import (
-    atomic_write_json,
-    atomic_write_text,
-    load_checkpoint,
-    load_model,
-    model_from_checkpoint,
-    write_run_info,
-)
+from .nn.io import load_model, model_from_checkpoint
+from .report import write_report
+from .runs import atomic_write_json, load_checkpoint, write_run_info
 from .space import Arch
 
 STAGES = ("supernet", "search", "subnet", "evaluate", "report")
@@ -78,8 +74,7 @@ class PipelineConfig:
 
     # ---- the stages' own configs -------------------------------------------------------------
     def supernet_config(self):
-        from .train import TrainConfig
-
+        from .train.config import TrainConfig
         opts = {"seed": self.seed, "device": self.device, "progress": self.progress, **self.supernet}
         if self.budget_macs is not None and opts.get("sampler") in ("random", "strolling") and not opts.get("window"):
             opts["window"] = {"max_macs": self.budget_macs}
@@ -87,16 +82,14 @@ class PipelineConfig:
                                       "out": str(Path(self.out) / "supernet")}, where="supernet section")  # fmt: skip
 
     def search_config(self):
-        from .search import SearchConfig
-
+        from .search.config import SearchConfig
         opts = {"seed": self.seed, **self.search}
         if self.budget_macs is not None:
             opts["max_macs"] = self.budget_macs
         return SearchConfig.from_dict(opts)
 
     def subnet_config(self, arch: str):
-        from .train import TrainConfig
-
+        from .train.config import TrainConfig
         opts = {"seed": self.seed, "device": self.device, "progress": self.progress, **self.subnet}
         return TrainConfig.from_dict({**opts, "data": self.data, "space": dict(self.space), "arch": arch,
                                       "out": str(Path(self.out) / "subnet")}, where="subnet section")  # fmt: skip
@@ -147,9 +140,8 @@ def run_pipeline(
         if main:
             _save_state(state_path, config, times)
 
-    from .search import run_search
-    from .train import train
-
+    from .search.run import run_search
+    from .train.trainer import train
     sup_dir, search_dir, sub_dir = out / "supernet", out / "search", out / "subnet"
     stage("supernet", (sup_dir / "final.pt").is_file(),
           lambda: train(sup_cfg, command, resume=(sup_dir / "checkpoint.pt").is_file()))
@@ -190,16 +182,12 @@ def _save_state(path: Path, config: PipelineConfig, times: dict, finished: bool 
                              "finished": finished})  # fmt: skip
 
 
-# ---- evaluation: supernet estimate vs stand-alone accuracy --------------------------------------
-
-
 def evaluate_stage(config: PipelineConfig, best: dict, search_cfg) -> dict:
     """Test-split accuracy of the chosen arch twice: as a BN-recalibrated supernet path and as
     the subnet trained from scratch; plus the supernet's held-out estimate from the search."""
-    from .bn import recalibrate_bn
-    from .search import resolve_device
-    from .train import evaluate
-
+    from .nn.bn import recalibrate_bn
+    from .runtime import resolve_device
+    from .train.evaluate import evaluate
     out = Path(config.out)
     device = resolve_device(config.device)
     subnet, space, arch = load_model(out / "subnet" / "final.pt")
@@ -214,8 +202,7 @@ def evaluate_stage(config: PipelineConfig, best: dict, search_cfg) -> dict:
 
     stand_alone = evaluate(subnet.to(device), batches(), device)
     # The same recalibration images the search used (seeded subset of the supernet's train split).
-    from .search import search_split
-
+    from .search.run import search_split
     sup_arch = Arch.parse(best["arch"], sup_space.stage_depths)
     ds, recal_idx, _ = search_split(config.data, sup_space, search_cfg, sup_ckpt.get("config") or {})
     recal, _ = datalib.to_tensors(ds, recal_idx, batch_size=search_cfg.batch_size)
@@ -233,15 +220,11 @@ def evaluate_stage(config: PipelineConfig, best: dict, search_cfg) -> dict:
     return result
 
 
-# ---- report ------------------------------------------------------------------------------------
-
-
 def build_summary(config: PipelineConfig, times: dict) -> dict:
     out = Path(config.out)
     _, space, arch = load_model(out / "subnet" / "final.pt")
     costs = cost_table(space)(arch)
-    from .supernet import SubNet
-
+    from .nn.supernet import SubNet
     micro = count_micronet(SubNet(space, arch), space.input_size, space.input_channels)
     evaluation = json.loads((out / "evaluation.json").read_text())
     best = json.loads((out / "search" / "best.json").read_text())
@@ -274,111 +257,3 @@ def format_summary(s: dict) -> str:
         "stage seconds      " + ", ".join(f"{k} {v:.0f}" for k, v in s["seconds"].items()),
     ]
     return "\n".join(lines)
-
-
-def plot_training_curves(metrics: dict[str, Path], path: Path) -> None:
-    """Training loss and validation accuracy per epoch of each run in ``metrics`` (name ->
-    metrics.jsonl); supernet validation shows each recalibrated path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, file in metrics.items():
-        if not file.is_file():
-            continue
-        records = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-        epochs = [r["epoch"] + 1 for r in records]
-        axes[0].plot(epochs, [r["train_loss"] for r in records], "o-", label=name)
-        vals = [r.get("val") or {} for r in records]
-        if vals and "acc" in vals[-1]:
-            axes[1].plot(epochs, [100 * v.get("acc", float("nan")) for v in vals], "o-", label=name)
-        else:
-            for path_name in vals[-1] if vals else []:
-                axes[1].plot(epochs, [100 * v.get(path_name, {}).get("acc", float("nan")) for v in vals],
-                             "o--", label=f"{name}: {path_name} path")  # fmt: skip
-    axes[0].set_ylabel("training loss")
-    axes[1].set_ylabel("test top-1 (%)")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def write_report(config: PipelineConfig, summary: dict) -> None:
-    """``report.md`` with the figures it links to (all paths relative to the run folder)."""
-    from .sampling import compare_samplers, plot_sampling
-    from .train import build_space
-
-    out = Path(config.out)
-    plot_training_curves({"supernet": out / "supernet" / "metrics.jsonl",
-                          "subnet": out / "subnet" / "metrics.jsonl"}, out / "training.png")  # fmt: skip
-    sup_cfg = config.supernet_config()
-    space, _ = build_space(sup_cfg)
-    sampling_png = out / "sampling.png"
-    coverage = None
-    if not sampling_png.is_file():
-        from .sampling import Window, default_window
-
-        window = Window(**sup_cfg.window) if sup_cfg.window else default_window(space)
-        n = config.sampling_plot_samples
-        try:
-            comparison = compare_samplers(space, window, n=n, seed=config.seed)
-        except SposError:
-            # Rejection sampling refuses windows it rarely hits; show what training could use.
-            comparison = compare_samplers(space, window, n=n, seed=config.seed, kinds=("uniform", "strolling"))
-        plot_sampling(comparison, str(sampling_png))
-        coverage = comparison.coverage
-        atomic_write_json(out / "sampling.json", {"window": str(window), "coverage": coverage,
-                                                  "in_window": comparison.in_window})  # fmt: skip
-    elif (out / "sampling.json").is_file():
-        coverage = json.loads((out / "sampling.json").read_text())["coverage"]
-    s = summary
-    rows = "\n".join(
-        f"| {i + 1} | `{c['arch']}` | {100 * c['accuracy']:.2f} | {c['macs'] / 1e6:.2f} | "
-        f"{c['params'] / 1e6:.3f} | {c['score']:.4f} |"
-        for i, c in enumerate(s["search_top"])
-    )
-    cov = ", ".join(f"{k} {v:.0%}" for k, v in (coverage or {}).items())
-    text = f"""# spos pipeline report
-
-Data: `{config.data}`. Run folder: `{out}`. Reproduce with `config.yaml` and `run.json`
-(spos version, git revision) in this folder and in each stage folder.
-
-## Chosen architecture
-
-`{s['arch']}`
-
-| | |
-|---|---|
-| MACs | {s['macs']:,} ({s['macs'] / 1e6:.2f}M){f" — budget {s['budget_macs'] / 1e6:.2f}M" if s.get('budget_macs') else ""} |
-| parameters | {s['params']:,} ({s['params'] / 1e6:.3f}M) |
-| Σ normalized score | {s['sigma_score']:.4f} |
-| MicroNet score | {s['micronet_score']:.4f} |
-| supernet estimate, held-out split (search fitness) | {100 * s['supernet_holdout_acc']:.2f}% |
-| supernet path on the test split (BN recalibrated) | {100 * s['supernet_test_acc']:.2f}% |
-| **stand-alone, trained from scratch, test split** | **{100 * s['standalone_test_acc']:.2f}%** ({s['test_images']} images) |
-
-## Search: top {len(s['search_top'])} of {s['evaluated_candidates']} evaluated candidates
-
-| rank | arch | held-out top-1 (%) | MACs (M) | params (M) | Σ score |
-|---|---|---|---|---|---|
-{rows}
-
-## Figures
-
-- Sampling distribution of the supernet samplers (coverage of the window: {cov or "n/a"}):
-  ![sampling](sampling.png)
-- Search progress: ![fitness](search/fitness.png)
-- Pareto front, accuracy vs MACs and params: ![pareto](search/pareto.png)
-- Training curves (supernet paths and the subnet): ![training](training.png)
-
-## Time per stage (seconds)
-
-{", ".join(f"{k}: {v:.0f}" for k, v in s['seconds'].items())}
-"""
-    atomic_write_text(out / "report.md", text)

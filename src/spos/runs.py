@@ -87,7 +87,7 @@ def write_run_info(out_dir: str | os.PathLike, config: dict, command: str) -> No
     """Record what is needed to reproduce a run: resolved config, spos version, git revision."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(plain_config(config), sort_keys=False))
     info = {
         "command": command,
         "spos_version": __version__,
@@ -97,12 +97,12 @@ def write_run_info(out_dir: str | os.PathLike, config: dict, command: str) -> No
     atomic_write_json(out / "run.json", info)
 
 
-def _plain(obj: Any) -> Any:
+def plain_config(obj: Any) -> Any:
     """Config values as YAML-safe plain types (tuples -> lists, paths -> str)."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain_config(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_config(v) for v in obj]
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
@@ -122,44 +122,3 @@ def load_yaml_config(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise SposError(f"config file {path} must hold a mapping of option: value")
     return data
-
-
-def model_payload(model, space, arch=None, kind: str = "subnet", config: dict | None = None) -> dict:
-    """What a trained-model file holds: enough to rebuild the network without the run folder."""
-    return {
-        "kind": kind,  # "supernet" or "subnet"
-        "space": space.to_dict(),
-        "arch": None if arch is None else str(arch),
-        "model": model.state_dict(),
-        "config": _plain(config or {}),
-        "spos_version": __version__,
-    }
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """Rebuild a SuperNet or SubNet from a checkpoint or final model file.
-
-    Returns ``(model, space, arch)``; ``arch`` is None for a supernet.
-    """
-    return model_from_checkpoint(load_checkpoint(path, map_location), path)
-
-
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint"):
-    """:func:`load_model` for a checkpoint already read with :func:`load_checkpoint` (so callers
-    that also need its ``config`` read the file once)."""
-    from .space import Arch, SearchSpace
-    from .supernet import SubNet, SuperNet
-
-    if "space" not in ckpt or "model" not in ckpt:
-        raise SposError(f"{path} holds no model (kind {ckpt.get('kind')!r})")
-    space = SearchSpace.from_dict(ckpt["space"])
-    if str(ckpt["kind"]).startswith("supernet"):
-        model, arch = SuperNet(space), None
-    else:
-        arch = Arch.parse(ckpt["arch"], space.stage_depths)
-        model = SubNet(space, arch)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise SposError(f"{path}: weights do not fit its own search space ({str(e).splitlines()[0]})") from None
-    return model, space, arch

@@ -14,25 +14,32 @@ Genetic operators (sampling, mutation, crossover) are pure functions of an expli
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from .errors import SposError
 
 #: Channel scales a channel gene indexes (SPEC §1). Stored in tenths for exact integer widths.
 SCALES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+
+
 _SCALE_TENTHS: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
+
 
 #: Choice-block names by block gene.
 BLOCK_NAMES: tuple[str, ...] = ("SNB-3", "SNB-5", "SNB-7", "SXB-3")
+
+
 #: Depthwise kernel size by block gene (SXB-3 uses 3x3 everywhere).
 BLOCK_KERNELS: tuple[int, ...] = (3, 5, 7, 3)
+
 
 LAYOUTS: dict[str, tuple[int, ...]] = {
     "oneshot": (64, 160, 320, 640),
     "shufflenetv2+": (48, 128, 256, 512),
 }
+
+
 DEFAULT_DEPTHS: tuple[int, ...] = (4, 4, 8, 4)
 
 
@@ -271,68 +278,3 @@ class Arch:
 
     def to_list(self) -> list[list[int]]:
         return [list(self.blocks), list(self.channels)]
-
-
-# ---- pure genetic operators --------------------------------------------------------------
-
-
-def sample(
-    space: SearchSpace,
-    rng: random.Random,
-    channel_genes: Iterable[int] | None = None,
-) -> Arch:
-    """A uniformly random arch; ``channel_genes`` narrows the channel choices (warm-up)."""
-    allowed = sorted(channel_genes) if channel_genes is not None else list(space.channel_genes)
-    n = space.num_blocks
-    blocks = tuple(rng.randrange(len(BLOCK_NAMES)) for _ in range(n))
-    channels = tuple(rng.choice(allowed) for _ in range(n))
-    return Arch(blocks, channels, space.stage_depths)
-
-
-def mutate(
-    arch: Arch,
-    space: SearchSpace,
-    rng: random.Random,
-    prob: float = 0.1,
-    genes: str = "joint",
-) -> Arch:
-    """Resample each gene with probability ``prob``; ``genes`` is block, channel or joint."""
-    _check_genes(genes)
-    blocks = list(arch.blocks)
-    channels = list(arch.channels)
-    for i in range(len(blocks)):
-        if genes in ("block", "joint") and rng.random() < prob:
-            blocks[i] = rng.randrange(len(BLOCK_NAMES))
-        if genes in ("channel", "joint") and rng.random() < prob:
-            channels[i] = rng.choice(space.channel_genes)
-    return Arch(tuple(blocks), tuple(channels), arch.stage_depths)
-
-
-def crossover(a: Arch, b: Arch, rng: random.Random, genes: str = "joint") -> Arch:
-    """Per-gene uniform crossover of two parents; only the searched half is mixed."""
-    _check_genes(genes)
-    blocks = list(a.blocks)
-    channels = list(a.channels)
-    for i in range(len(blocks)):
-        if genes in ("block", "joint") and rng.random() < 0.5:
-            blocks[i] = b.blocks[i]
-        if genes in ("channel", "joint") and rng.random() < 0.5:
-            channels[i] = b.channels[i]
-    return Arch(tuple(blocks), tuple(channels), a.stage_depths)
-
-
-def _check_genes(genes: str) -> None:
-    if genes not in ("block", "channel", "joint"):
-        raise SposError(f"genes must be block, channel or joint, got {genes!r}")
-
-
-def largest(space: SearchSpace) -> Arch:
-    """All SXB-3 at the widest allowed scale: the most MACs of any path."""
-    n = space.num_blocks
-    return Arch((3,) * n, (space.channel_genes[-1],) * n, space.stage_depths)
-
-
-def smallest(space: SearchSpace) -> Arch:
-    """All SNB-3 at the narrowest allowed scale."""
-    n = space.num_blocks
-    return Arch((0,) * n, (space.channel_genes[0],) * n, space.stage_depths)

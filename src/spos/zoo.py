@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import zoo
 from .errors import SposError
 from .space import Arch, SearchSpace
 
 _ONESHOT = Arch.parse("0031-1100-20211020-2132:6535-2634-25754674-4543")
+
+
 _ONESHOT_S_PLUS = Arch.parse("0001-0010-32012212-0020:8768-5734-24234566-3346")
 
 
@@ -43,3 +46,19 @@ def get(name: str) -> ZooEntry:
     if key not in ZOO:
         raise SposError(f"unknown zoo model {name!r}; known: {', '.join(ZOO)}")
     return ZOO[key]
+
+
+def resolve(text: str, space: SearchSpace | None = None) -> tuple[Arch, SearchSpace]:
+    """A zoo name gives its own arch and space (``space`` is ignored except num_classes, input
+    size and input channels); an arch string is parsed against ``space`` (default: oneshot)."""
+    space = space or SearchSpace()
+    if ":" not in text:
+        entry = zoo.get(text)
+        return entry.arch, entry.space(
+            num_classes=space.num_classes,
+            input_size=space.input_size,
+            input_channels=space.input_channels,
+            stem_stride=space.stem_stride,
+        )
+    arch = Arch.parse(text, space.stage_depths)
+    return arch.validate(space), space

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import archs
-from ..costs import cost_table, count_micronet
+from .. import zoo
+from ..cost.counting import count_micronet
+from ..cost.table import cost_table
+from ..nn.supernet import SubNet
 from ..space import BLOCK_NAMES, SCALES
-from ..supernet import SubNet
 from .common import add_space_args, space_from_args
 
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def count_arch(text: str, space=None) -> dict:
     """The figures ``spos count`` prints, as a dict (library entry point)."""
-    arch, space = archs.resolve(text, space)
+    arch, space = zoo.resolve(text, space)
     costs = cost_table(space)(arch)
     micro = count_micronet(SubNet(space, arch), space.input_size, space.input_channels)
     return {

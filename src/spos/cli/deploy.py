@@ -8,7 +8,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from .. import archs
+from .. import zoo
 from ..errors import SposError
 from .common import add_space_args, space_from_args
 
@@ -147,10 +147,10 @@ def profile_arch(text: str, space=None, micronet: bool = False) -> list:
     """The rows ``spos profile`` prints (library entry point); built on the meta device."""
     import torch
 
-    from ..costs import profile
-    from ..supernet import SubNet
+    from ..cost.counting import profile
+    from ..nn.supernet import SubNet
 
-    arch, space = archs.resolve(text, space)
+    arch, space = zoo.resolve(text, space)
     if micronet:  # folding needs real BN statistics to compute, though only shapes matter
         model = SubNet(space, arch)
     else:
@@ -160,7 +160,7 @@ def profile_arch(text: str, space=None, micronet: bool = False) -> list:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from ..costs import micronet_score
+    from ..cost.counting import micronet_score
 
     rows = profile_arch(args.arch, space_from_args(args), args.micronet)
     totals = {k: sum(getattr(r, k) for r in rows) for k in ("params", "mults", "adds", "macs")}
@@ -226,8 +226,8 @@ def load_for_export(source: str, args: argparse.Namespace):
     """(model, space) from a trained subnet file or an arch / zoo name with seeded random weights."""
     import torch
 
-    from ..runs import load_model
-    from ..supernet import SubNet
+    from ..nn.io import load_model
+    from ..nn.supernet import SubNet
 
     if Path(source).is_file() or source.endswith((".pt", ".pth")):
         model, space, arch = load_model(source)
@@ -241,7 +241,7 @@ def load_for_export(source: str, args: argparse.Namespace):
         return model, space
     if args.input_size is None:
         args.input_size = 224
-    arch, space = archs.resolve(source, space_from_args(args))
+    arch, space = zoo.resolve(source, space_from_args(args))
     torch.manual_seed(args.seed)
     return SubNet(space, arch), space
 
@@ -249,7 +249,8 @@ def load_for_export(source: str, args: argparse.Namespace):
 def run_export(args: argparse.Namespace) -> int:
     import torch
 
-    from ..deploy import INPUT_NAME, export_onnx, ort_session
+    from ..deploy.export import export_onnx
+    from ..nn.onnx import INPUT_NAME, ort_session
 
     model, space = load_for_export(args.source, args)
     shape = (space.input_channels, space.input_size, space.input_size)
@@ -294,13 +295,10 @@ def _images(data: str, split: str, n: int, shape: tuple[int, int, int]):
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    from ..deploy import (
-        onnx_accuracy,
-        onnx_input_shape,
-        onnx_latency,
-        quantize_onnx,
-        strided_slices,
-    )
+    from ..cost.timing import onnx_latency
+    from ..deploy.export import onnx_accuracy
+    from ..deploy.quantize import quantize_onnx
+    from ..nn.onnx import onnx_input_shape, strided_slices
 
     shape = onnx_input_shape(args.model)
     if args.calib_images < 1:
@@ -344,14 +342,14 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 
 def run_latency_table(args: argparse.Namespace) -> int:
-    from ..deploy import LatencyTable
+    from ..cost.latency import LatencyTable
     from ..runs import load_yaml_config
 
     if args.config:
         cfg = load_yaml_config(args.config)
         if not isinstance(cfg.get("space"), dict):
             raise SposError(f"config {args.config} has no `space:` mapping to build the table for")
-        from ..train import TrainConfig, build_space
+        from ..train.config import TrainConfig, build_space
 
         # The same resolution as training (layout/width keys, the dataset's defaults).
         space, _ = build_space(TrainConfig(data=cfg.get("data", "builtin"), space=cfg["space"]))

@@ -6,9 +6,12 @@ import argparse
 import json
 import re
 
+from ..cost.bounds import Bounds
 from ..errors import SposError
+from ..plots import plot_sampling
 from ..runs import load_yaml_config
-from ..sampling import KINDS, SPEC_WINDOW, Window, compare_samplers, default_window, plot_sampling
+from ..sampling.coverage import SPEC_WINDOW, compare_samplers, default_window
+from ..sampling.samplers import KINDS
 from ..space import SCALES, SearchSpace
 from .common import add_space_args
 
@@ -62,11 +65,11 @@ def _min_gene(scale: float) -> int:
     return SCALES.index(scale)
 
 
-def _setup(args: argparse.Namespace) -> tuple[SearchSpace, Window, int | None, int, str]:
+def _setup(args: argparse.Namespace) -> tuple[SearchSpace, Bounds, int | None, int, str]:
     """Space, window, minimum channel gene, seed, and where the window came from."""
     window_dict, seed, source = None, 0, "default"
     if args.config:
-        from ..train import TrainConfig, build_space
+        from ..train.config import TrainConfig, build_space
 
         cfg = TrainConfig.from_dict(load_yaml_config(args.config), where=f"config ({args.config})")
         space, _ = build_space(cfg)
@@ -80,13 +83,13 @@ def _setup(args: argparse.Namespace) -> tuple[SearchSpace, Window, int | None, i
             opts["stage_depths"] = tuple(args.stage_depths)
         space = SearchSpace.preset(args.layout, **opts)
     if window_dict:
-        window, source = Window(**window_dict), f"config {args.config}"
+        window, source = Bounds(**window_dict), f"config {args.config}"
     else:
         window = default_window(space, min_gene)
         source = "SPEC §4" if window == SPEC_WINDOW else "default: SPEC §4's, relative to this space"
     flags = {k: getattr(args, k) for k in ("min_macs", "max_macs", "min_params", "max_params")}
     if any(v is not None for v in flags.values()):
-        window = Window(**{**window.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
+        window = Bounds(**{**window.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
         source = "flags"
     if args.seed is not None:
         seed = args.seed

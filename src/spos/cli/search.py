@@ -8,7 +8,9 @@ import sys
 
 from ..errors import SposError
 from ..runs import load_yaml_config
-from ..search import SearchConfig, parse_amount, run_search
+from ..runtime import parse_amount
+from ..search.config import SearchConfig
+from ..search.run import run_search
 
 # Options that are not SearchConfig fields, with their defaults.
 _RUN_DEFAULTS = {"supernet": None, "data": "builtin", "out": "runs/search", "device": "auto",

@@ -8,7 +8,8 @@ import sys
 
 from ..errors import SposError
 from ..runs import load_yaml_config
-from ..train import TrainConfig, train
+from ..train.config import TrainConfig
+from ..train.trainer import train
 
 # (flag, config key, type, help). Flags left unset keep the config file's value (or the default).
 _FLAGS = [

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import SposError
+from ..errors import SposError
 
 
 @torch.no_grad()

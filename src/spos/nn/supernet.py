@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..space import BLOCK_NAMES, Arch, SearchSpace, mid_channels
 from .blocks import ChoiceBlock, conv_bn
 from .ops import activation
-from .space import BLOCK_NAMES, Arch, SearchSpace, mid_channels
 
 
 def _outer_act(space: SearchSpace) -> str:
@@ -95,7 +95,7 @@ class SuperNet(nn.Module):
         """A plain :class:`SubNet` carrying its own copy of this path's weights (and BN stats).
 
         Every width-dependent tensor of a choice block is the *prefix* of the supernet's tensor in
-        every dimension (see :mod:`spos.blocks`), so copying is ``dst = src[:n0, :n1, ...]``.
+        every dimension (see :mod:`spos.nn.blocks`), so copying is ``dst = src[:n0, :n1, ...]``.
         """
         arch.validate(self.space)
         first = next(self.parameters())

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,195 +35,19 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import archs, data
-from .bn import recalibrate_bn
-from .costs import cost_table
-from .errors import SposError
-from .runs import atomic_write_text, load_checkpoint, model_payload, save_checkpoint, write_run_info
-from .space import Arch, SearchSpace, largest, sample, smallest
-from .supernet import SubNet, SuperNet
-
-#: Config keys that may differ between a run and its resumption (they do not change the weights).
-RESUME_NEUTRAL = ("max_steps", "checkpoint_every", "workers", "device", "progress", "out",
-                  "val_size", "eval_batch_size")  # fmt: skip
-
-
-@dataclass
-class TrainConfig:
-    """Every hyperparameter of a training run; ``lr`` is absolute for the global ``batch_size``
-    (SPEC §4 scales lr linearly with batch: 1.3 at 1024 -> 0.1625 at 128)."""
-
-    data: str = "builtin"  # "builtin" (Fashion-MNIST) or an ImageFolder root with train/ and val/
-    space: dict = field(default_factory=dict)  # SearchSpace fields, plus optional layout and width
-    arch: str | None = None  # None: train the supernet; an arch string or zoo name: a subnet
-    epochs: int = 120
-    max_steps: int | None = None  # stop after this many optimizer steps in total (smoke runs)
-    batch_size: int = 1024  # global, over all ranks and accumulation steps
-    accum_steps: int = 1  # micro-batches per rank per step (gradients averaged)
-    lr: float = 1.3
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 4e-5  # not applied to BN parameters or biases
-    label_smoothing: float = 0.1
-    warmup_epochs: float = 5.0
-    warmup_steps: int | None = None  # overrides warmup_epochs when set
-    schedule: str = "cosine"  # after warm-up: "cosine" (per step, to 0) or "constant"
-    grad_clip: float | None = None  # max global gradient L2 norm
-    amp: str = "auto"  # CUDA only: "auto" (bf16 where supported), "bf16", "fp16", "none"
-    channels_last: bool = True  # NHWC weights and activations: faster convs on CPU and GPU
-    sampler: str = "uniform"  # supernet: "uniform", "random" or "strolling" (spos.sampling)
-    window: dict | None = None  # min_macs/max_macs/min_params/max_params for random/strolling
-    warmup_start_epoch: int | None = None  # channel selection starts here (SPEC §4); None: at once
-    min_channel_gene: int | None = None
-    holdout: float = 0.1  # supernet: train images kept out for the search (<1: fraction; else count)
-    bn_images: int = 2000  # train images for BN recalibration of the validation paths
-    val_size: int | None = None  # validation images per epoch (None: the whole val split; 0: none)
-    eval_batch_size: int = 256
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
-    on_error: str = "skip"  # unreadable images: "skip" (warn and count) or "fail"
-    workers: int = 4  # DataLoader workers per rank (ImageFolder data only)
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    progress: bool = True  # tqdm bar (only on a terminal)
-    out: str = "runs/train"
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SposError(f"unknown {where} keys {unknown}; allowed: {sorted(known)}")
-        cfg = cls(**d)
-        cfg.check()
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-    def check(self) -> None:
-        """Raise :class:`SposError` for values no run could use."""
-        if not isinstance(self.space, dict):
-            raise SposError("config key 'space' must be a mapping of search-space options")
-        if self.epochs < 1 or self.batch_size < 1 or self.accum_steps < 1:
-            raise SposError("epochs, batch_size and accum_steps must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise SposError(f"max_steps must be at least 1, got {self.max_steps}")
-        if self.lr <= 0:
-            raise SposError(f"lr must be positive, got {self.lr}")
-        if self.schedule not in ("cosine", "constant"):
-            raise SposError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "none"):
-            raise SposError(f"amp must be auto, bf16, fp16 or none, got {self.amp!r}")
-        if self.on_error not in ("skip", "fail"):
-            raise SposError(f"on_error must be 'skip' or 'fail', got {self.on_error!r}")
-        if self.holdout < 0:
-            raise SposError(f"holdout must be >= 0, got {self.holdout}")
-
-
-def build_space(cfg: TrainConfig) -> tuple[SearchSpace, Arch | None]:
-    """The run's search space (dataset defaults filled in) and, for a subnet, its arch."""
-    opts = dict(cfg.space)
-    for key, value in data.data_info(cfg.data).items():
-        opts.setdefault(key, value)
-    layout, width = opts.pop("layout", None), opts.pop("width", None)
-    if layout is not None or width is not None:
-        if "stage_channels" in opts:
-            raise SposError("space: give either stage_channels or layout/width, not both")
-        space = SearchSpace.preset(layout or "oneshot", width=1.0 if width is None else float(width), **opts)
-    else:
-        space = SearchSpace.from_dict(opts)
-    if cfg.arch is None:
-        return space, None
-    if ":" in cfg.arch:
-        # A subnet's genes need not lie in the supernet's searchable channel range.
-        space = space.replace(channel_genes=tuple(range(10)))
-    arch, space = archs.resolve(cfg.arch, space)
-    return space, arch
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Multiplier on the base lr at optimizer step ``step`` (0-based): linear warm-up over
-    ``warmup`` steps, then per-step cosine to 0 at ``total`` steps, or constant."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv/linear weights only: never on BN parameters or biases (1-D tensors)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def clear_unchosen_grads(net: SuperNet, arch: Arch) -> None:
-    """Set the grads of every block off ``arch``'s path to None, so SGD gives those parameters
-    no momentum or weight-decay update this step (as the official release does)."""
-    for choices, chosen in zip(net.features, arch.blocks):
-        for b, block in enumerate(choices):
-            if b != chosen:
-                for p in block.parameters():
-                    p.grad = None
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    autocast=contextlib.nullcontext,
-    channels_last: bool = False,
-) -> dict:
-    """Top-1 accuracy (fraction) and mean cross-entropy of ``model`` in eval mode over ``batches``."""
-    was_training = model.training
-    model.eval()
-    correct, loss, n = 0, 0.0, 0
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            out = model(x).float()
-        loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
-        correct += int((out.argmax(1) == y).sum())
-        n += len(y)
-    model.train(was_training)
-    if n == 0:
-        raise SposError("no validation images were readable")
-    return {"acc": correct / n, "loss": loss / n, "images": n}
-
-
-def _seed_of(*parts: int) -> int:
-    """One 63-bit seed from several ints (seed, epoch, step, ...), stable across runs."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+from .. import data
+from ..cost.table import cost_table
+from ..errors import SposError
+from ..genes import largest, sample, smallest
+from ..nn.bn import recalibrate_bn
+from ..nn.io import model_payload
+from ..nn.supernet import SubNet, SuperNet
+from ..runs import atomic_write_text, load_checkpoint, save_checkpoint, write_run_info
+from ..runtime import global_rng_state, seed_of, set_global_rng_state
+from ..space import Arch
+from .config import RESUME_NEUTRAL, TrainConfig, build_space
+from .evaluate import evaluate
+from .optim import clear_unchosen_grads, lr_factor, param_groups
 
 
 class Trainer:
@@ -247,9 +69,9 @@ class Trainer:
             )
         self.micro_batch = cfg.batch_size // micro
 
-        torch.manual_seed(_seed_of(cfg.seed, self.rank))
-        random.seed(_seed_of(cfg.seed, self.rank, 1))
-        np.random.seed(_seed_of(cfg.seed, self.rank, 2) % 2**32)
+        torch.manual_seed(seed_of(cfg.seed, self.rank))
+        random.seed(seed_of(cfg.seed, self.rank, 1))
+        np.random.seed(seed_of(cfg.seed, self.rank, 2) % 2**32)
 
         # Data: the supernet never trains on the holdout split (the search scores paths on it).
         self.train_ds = data.dataset(cfg.data, "train", True, self.space.input_size, cfg.on_error)
@@ -288,7 +110,7 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.sampler = None
         if self.supernet:
-            from .sampling import build_sampler  # owned by the sampling module (CONTRACTS.md)
+            from ..sampling.samplers import build_sampler
 
             self.sampler = build_sampler(
                 self.space, kind=cfg.sampler, seed=cfg.seed, window=self._window(),
@@ -340,13 +162,9 @@ class Trainer:
     def _window(self):
         if self.cfg.window is None:
             return None
-        from .sampling import Window
+        from ..cost.bounds import Bounds
 
-        keys = ("min_macs", "max_macs", "min_params", "max_params")
-        unknown = sorted(set(self.cfg.window) - set(keys))
-        if unknown:
-            raise SposError(f"unknown window keys {unknown}; allowed: {list(keys)}")
-        return Window(*(self.cfg.window.get(k) for k in keys))
+        return Bounds.from_dict(self.cfg.window)
 
     @property
     def is_main(self) -> bool:
@@ -356,7 +174,7 @@ class Trainer:
     def _epoch_batches(self, epoch: int, first: int) -> Iterator[list[tuple[torch.Tensor, torch.Tensor, int]]]:
         """This rank's micro-batches for each step of ``epoch`` from batch ``first`` on."""
         cfg = self.cfg
-        perm = torch.randperm(len(self.train_idx), generator=torch.Generator().manual_seed(_seed_of(cfg.seed, epoch)))
+        perm = torch.randperm(len(self.train_idx), generator=torch.Generator().manual_seed(seed_of(cfg.seed, epoch)))
         idx = torch.as_tensor(self.train_idx)[perm]
         per_rank = self.micro_batch * cfg.accum_steps
 
@@ -372,12 +190,12 @@ class Trainer:
                 for m, ids in enumerate(rank_slice(b)):
                     # Seeded by the micro-batch's place in the global batch, not by (rank, m):
                     # N ranks and one process accumulating N micro-batches flip the same images.
-                    g = torch.Generator().manual_seed(_seed_of(cfg.seed, step, self.rank * cfg.accum_steps + m))
+                    g = torch.Generator().manual_seed(seed_of(cfg.seed, step, self.rank * cfg.accum_steps + m))
                     out.append((*self.train_ds.batch(ids, g), 0))
                 yield out
             return
         micro_lists = [ids for b in range(first, self.steps_per_epoch) for ids in rank_slice(b)]
-        g = torch.Generator().manual_seed(_seed_of(cfg.seed, epoch, first, self.rank))
+        g = torch.Generator().manual_seed(seed_of(cfg.seed, epoch, first, self.rank))
         loader = DataLoader(self.train_ds, batch_sampler=micro_lists, num_workers=cfg.workers,
                             collate_fn=data.collate_skipping, generator=g,
                             pin_memory=self.device.type == "cuda")  # fmt: skip
@@ -396,7 +214,7 @@ class Trainer:
             recal = None
             if self.supernet:
                 # A fixed seeded subset of the supernet's training images, without augmentation.
-                g = torch.Generator().manual_seed(_seed_of(cfg.seed, 7))
+                g = torch.Generator().manual_seed(seed_of(cfg.seed, 7))
                 pick = torch.randperm(len(self.train_idx), generator=g)[: cfg.bn_images].tolist()
                 recal = data.to_tensors(self.recal_ds, [self.train_idx[i] for i in sorted(pick)],
                                         cfg.eval_batch_size, cfg.workers)[0]  # fmt: skip
@@ -418,12 +236,11 @@ class Trainer:
     def validation_paths(self, epoch: int) -> dict[str, Arch]:
         """Largest, smallest and a middle path of the current sampling window (channel warm-up
         and MACs/params window); fixed for a given epoch."""
-        from .sampling import allowed_channel_genes
-
+        from ..sampling.schedule import allowed_channel_genes
         space, cfg = self.space, self.cfg
         genes = allowed_channel_genes(space, epoch, cfg.warmup_start_epoch, cfg.min_channel_gene)
         sub = space.replace(channel_genes=genes)
-        rng = random.Random(_seed_of(cfg.seed, 11))
+        rng = random.Random(seed_of(cfg.seed, 11))
         pool = [sample(sub, rng) for _ in range(64)]
         window = self._window()
         if window is None or window.is_open:
@@ -458,7 +275,7 @@ class Trainer:
 
     # ---- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict:
-        rng = _rng_state()
+        rng = global_rng_state()
         if self.world > 1:
             gathered: list = [None] * self.world
             dist.all_gather_object(gathered, rng)
@@ -522,7 +339,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         if self.sampler is not None:
             self.sampler.load_state_dict(ckpt["sampler"])
-        _set_rng_state(ckpt["rng"][self.rank])
+        set_global_rng_state(ckpt["rng"][self.rank])
         self.step = int(ckpt["step"])
         self.epoch_stats = ckpt["epoch_stats"].cpu().double()
         self.history = json.loads(ckpt["history"])

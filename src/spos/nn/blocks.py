@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..space import BLOCK_KERNELS
 from .ops import SqueezeExcite, activation, channel_split, is_channels_last
-from .space import BLOCK_KERNELS
 
 #: In channels_last on CPU, sliced main branches run at widths rounded up to a multiple of this.
 #: oneDNN's depthwise convs and ATen's batch norm work on whole 16-float vectors there; a width

@@ -6,21 +6,21 @@ Units: ``macs`` are multiply-accumulates (what the SPEC tables call "FLOPs"); ``
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from .ops import SqueezeExcite
-from .space import BLOCK_NAMES, SCALES, Arch, SearchSpace, mid_channels
+from ..nn.ops import SqueezeExcite
 
 #: Σ normalized score references (SPEC §3): OneShot's rounded 328M MACs and 3.4M params.
 SIGMA_MACS, SIGMA_PARAMS = 328e6, 3.4e6
+
+
 #: MicroNet Challenge references: MobileNetV2-1.4 (6.9M params, 1170M math ops).
 MICRONET_PARAMS, MICRONET_OPS = 6.9e6, 1170e6
+
 
 # MicroNet per-element costs (mults, adds) of activations. relu, sigmoid and swish are the
 # challenge's own figures; hard-swish = x * relu6(x + 3) / 6 and hard-sigmoid = relu6(x + 3) / 6
@@ -87,8 +87,7 @@ def profile(
     Works for any module; models on the ``meta`` device cost no compute.
     """
     if micronet:
-        from .deploy import fold_bn
-
+        from ..nn.fold import fold_bn
         model = fold_bn(model)
     shape = (in_channels, input_shape, input_shape) if isinstance(input_shape, int) else tuple(input_shape)
     rows: list[OpRow] = []
@@ -193,78 +192,7 @@ class MicroNetCount:
 
 def count_micronet(model: nn.Module, input_shape: int | Sequence[int] = 224, in_channels: int = 3) -> MicroNetCount:
     """MicroNet Challenge counting with BN folded into the convs (SPEC §3)."""
-    from .deploy import fold_bn
-
+    from ..nn.fold import fold_bn
     folded = fold_bn(model)
     rows = profile(folded, input_shape, in_channels)
     return MicroNetCount(num_params(folded), sum(r.mults for r in rows), sum(r.adds for r in rows))
-
-
-# ---- the exact lookup table ------------------------------------------------------------------
-
-
-class CostTable:
-    """Per-position × block × channel-gene MACs and params, plus stem and head (SPEC §3).
-
-    Pricing an arch is a sum of 2 + N table entries; it equals :func:`count` on the built subnet.
-    Built by counting each part on the ``meta`` device, so no weights are allocated.
-    """
-
-    def __init__(self, space: SearchSpace) -> None:
-        from .blocks import ChoiceBlock
-        from .supernet import make_classifier, make_head, make_stem
-
-        self.space = space
-        positions = space.positions()
-        n = len(positions)
-        self.block_macs = np.zeros((n, len(BLOCK_NAMES), len(SCALES)), dtype=np.int64)
-        self.block_params = np.zeros_like(self.block_macs)
-        last = space.final_size
-        with torch.device("meta"):
-            stem = count(make_stem(space), space.input_size, space.input_channels)
-            head = count(nn.Sequential(make_head(space), make_classifier(space)),
-                         (space.stage_channels[-1], last, last))  # fmt: skip
-            done: dict[tuple, int] = {}  # positions of one stage after its first are alike
-            for p in positions:
-                key = (p.in_channels, p.out_channels, p.stride, p.input_size, p.act, p.use_se)
-                if key in done:
-                    self.block_macs[p.index] = self.block_macs[done[key]]
-                    self.block_params[p.index] = self.block_params[done[key]]
-                    continue
-                done[key] = p.index
-                for b in range(len(BLOCK_NAMES)):
-                    for g in range(len(SCALES)):
-                        mid = mid_channels(p.out_channels, g)
-                        if mid < 1:
-                            continue
-                        block = ChoiceBlock(p.in_channels, p.out_channels, p.stride, b, mid, p.act, p.use_se)
-                        c = count(block, (p.in_channels, p.input_size, p.input_size))
-                        self.block_macs[p.index, b, g] = c.macs
-                        self.block_params[p.index, b, g] = c.params
-        self.stem, self.head = stem, head
-        self._index = np.arange(n)
-
-    def __call__(self, arch: Arch) -> Costs:
-        return Costs(self.macs(arch), self.params(arch))
-
-    def macs(self, arch: Arch) -> int:
-        return int(self.stem.macs + self.head.macs + self.block_macs[self._index, arch.blocks, arch.channels].sum())
-
-    def params(self, arch: Arch) -> int:
-        return int(self.stem.params + self.head.params + self.block_params[self._index, arch.blocks, arch.channels].sum())
-
-    def supernet_params(self) -> int:
-        """Parameters of the whole supernet: all four choices at the widest allowed scale."""
-        widest = self.space.channel_genes[-1]
-        return int(self.stem.params + self.head.params + self.block_params[:, :, widest].sum())
-
-
-@functools.lru_cache(maxsize=16)
-def cost_table(space: SearchSpace) -> CostTable:
-    """The (cached) :class:`CostTable` of ``space``."""
-    return CostTable(space)
-
-
-def arch_costs(arch: Arch, space: SearchSpace) -> Costs:
-    return cost_table(space)(arch)
-

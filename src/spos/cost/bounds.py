@@ -1,0 +1,138 @@
+"""One type for every cost constraint: :class:`Bounds`, used by the samplers and by the search.
+
+Units: MACs are multiply-accumulates per image, params a count, latency milliseconds per
+forward pass (as the latency table predicts it), ``max_score`` the Σ normalized score
+(MACs / 328M + params / 3.4M). A ``None`` bound is open; bounds are inclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from ..errors import SposError
+
+
+def fmt_amount(x: float | None, unit: float = 1e6, suffix: str = "M") -> str:
+    return "any" if x is None else f"{x / unit:g}{suffix}"
+
+
+#: Bound names in the order :meth:`Bounds.violation` checks them, with the quantity they bound.
+_LIMITS = (("max_macs", "macs", max), ("min_macs", "macs", min), ("max_params", "params", max),
+           ("min_params", "params", min), ("max_score", "score", max),
+           ("max_latency_ms", "latency_ms", max))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Inclusive limits on MACs, params, Σ score and latency; ``None`` is open.
+
+    The first four fields keep the order of the sampling window (min/max MACs, min/max
+    params), so ``Bounds(190e6, 330e6, 2.8e6, 5e6)`` is SPEC §4's window.
+    """
+
+    min_macs: float | None = None
+    max_macs: float | None = None
+    min_params: float | None = None
+    max_params: float | None = None
+    max_score: float | None = None
+    max_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                try:
+                    object.__setattr__(self, f.name, float(v))
+                except (TypeError, ValueError):
+                    raise SposError(f"bound {f.name} must be a number, got {v!r}") from None
+                if getattr(self, f.name) < 0:
+                    raise SposError(f"bound {f.name} is negative ({v}); costs are never below 0")
+        for lo, hi, what in ((self.min_macs, self.max_macs, "MACs"),
+                             (self.min_params, self.max_params, "params")):  # fmt: skip
+            if lo is not None and hi is not None and lo > hi:
+                raise SposError(
+                    f"the {what} window is empty: minimum {lo / 1e6:g}M > maximum {hi / 1e6:g}M; "
+                    f"swap the bounds"
+                )
+
+    @classmethod
+    def from_dict(cls, d: dict | None, where: str = "window") -> Bounds:
+        """Bounds from a config mapping; unknown keys are an error naming the allowed ones."""
+        d = dict(d or {})
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise SposError(f"unknown {where} keys {unknown}; allowed: {known}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def is_open(self) -> bool:
+        return all(v is None for v in asdict(self).values())
+
+    @property
+    def needs_latency(self) -> bool:
+        return self.max_latency_ms is not None
+
+    def mask(
+        self,
+        macs: np.ndarray,
+        params: np.ndarray,
+        latency_ms: np.ndarray | None = None,
+        score: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Element-wise "inside" over arrays of costs. ``score`` defaults to the Σ score of
+        ``macs``/``params``; a latency bound needs ``latency_ms``."""
+        values = {"macs": np.asarray(macs), "params": np.asarray(params), "latency_ms": latency_ms,
+                  "score": score}  # fmt: skip
+        ok = np.ones(np.shape(values["macs"]), dtype=bool)
+        for name, quantity, kind in _LIMITS:
+            limit = getattr(self, name)
+            if limit is None:
+                continue
+            x = self._values(values, quantity)
+            ok &= (x <= limit) if kind is max else (x >= limit)
+        return ok
+
+    def violation(self, macs: float, params: float, latency_ms: float | None = None) -> str | None:
+        """The name of the first bound the costs break, or None."""
+        values = {"macs": np.asarray([macs]), "params": np.asarray([params]),
+                  "latency_ms": None if latency_ms is None else np.asarray([latency_ms]), "score": None}  # fmt: skip
+        for name, quantity, kind in _LIMITS:
+            limit = getattr(self, name)
+            if limit is None:
+                continue
+            x = float(self._values(values, quantity)[0])
+            if (x > limit) if kind is max else (x < limit):
+                return name
+        return None
+
+    def contains(self, costs, latency_ms: float | None = None) -> bool:
+        """Whether ``costs`` (anything with ``.macs`` and ``.params``) lies inside."""
+        return self.violation(costs.macs, costs.params, latency_ms) is None
+
+    @staticmethod
+    def _values(values: dict, quantity: str) -> np.ndarray:
+        if quantity == "score":
+            if values["score"] is not None:
+                return np.asarray(values["score"])
+            from .counting import sigma_score
+
+            return sigma_score(values["macs"], values["params"])
+        x = values[quantity]
+        if x is None:
+            raise SposError("a latency bound needs a latency table; pass --latency-table FILE")
+        return np.asarray(x)
+
+    def __str__(self) -> str:
+        text = (f"MACs {fmt_amount(self.min_macs)}..{fmt_amount(self.max_macs)}, "
+                f"params {fmt_amount(self.min_params)}..{fmt_amount(self.max_params)}")  # fmt: skip
+        if self.max_score is not None:
+            text += f", Σ score ≤ {self.max_score:g}"
+        if self.max_latency_ms is not None:
+            text += f", latency ≤ {self.max_latency_ms:g} ms"
+        return text

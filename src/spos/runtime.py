@@ -1,0 +1,100 @@
+"""Process-level plumbing shared by every long run: the device, the torchrun process group,
+RNG states as checkpoint-safe values, seeds derived from several ints, and K/M/G numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .errors import SposError
+
+
+def parse_amount(text: str) -> float:
+    """A number with an optional K/M/G suffix (330M, 3.4e6, 2.5K); ValueError otherwise."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text.strip()[-1:].lower(), 1.0)
+    return float(text.strip()[:-1] if scale != 1.0 else text) * scale
+
+
+def rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the ``torchrun`` process group (gloo on CPU, NCCL on GPU) if there is one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def random_state_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def random_state_from_json(obj: list) -> tuple:
+    return (obj[0], tuple(obj[1]), obj[2])
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: this rank's GPU under torchrun (LOCAL_RANK) or the only one, else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SposError(f"device {device} requested but no GPU is available; pass --device cpu")
+        if dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def seed_of(*parts: int) -> int:
+    """One 63-bit seed from several ints (seed, epoch, step, ...), stable across runs."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def global_rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def generator_state(rng: np.random.Generator) -> dict:
+    s = rng.bit_generator.state
+    # PCG64's 128-bit integers go in as decimal strings: plain, exact, weights_only-safe.
+    return {"bit_generator": s["bit_generator"], "state": str(s["state"]["state"]),
+            "inc": str(s["state"]["inc"]), "has_uint32": int(s["has_uint32"]),
+            "uinteger": int(s["uinteger"])}  # fmt: skip
+
+
+def set_generator_state(rng: np.random.Generator, d: Mapping) -> None:
+    rng.bit_generator.state = {
+        "bit_generator": str(d["bit_generator"]),
+        "state": {"state": int(d["state"]), "inc": int(d["inc"])},
+        "has_uint32": int(d["has_uint32"]),
+        "uinteger": int(d["uinteger"]),
+    }

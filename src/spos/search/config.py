@@ -1,0 +1,119 @@
+"""The options that decide a search's result (:class:`SearchConfig`, SPEC §5 defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Protocol
+
+from ..cost.bounds import Bounds
+from ..errors import SposError
+from ..runtime import parse_amount
+from ..space import Arch
+
+
+class LatencyModel(Protocol):
+    def predict(self, arch: Arch) -> float:
+        """Latency of ``arch`` in milliseconds."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that decides a search's result (SPEC §5 defaults).
+
+    MACs are multiply-accumulates per image; params are counts; latency in milliseconds;
+    ``max_score`` bounds the Σ normalized score (MACs / 328M + params / 3.4M). Accuracies are
+    fractions in [0, 1]; fitness is ``acc`` or ``acc - score_ratio * score`` (``acc-score``).
+    """
+
+    method: str = "evolution"  # evolution | random
+    genes: str = "joint"  # block | channel | joint
+    fix_blocks: str | None = None  # arch string whose block genes stay fixed (searches channels)
+    fix_channels: str | None = None  # arch string whose channel genes stay fixed (searches blocks)
+    population: int = 50
+    parents: int = 10
+    p_select: float = 0.1
+    mutation_prob: float = 0.1
+    generations: int = 20
+    candidates: int = 100  # random search: how many archs to evaluate
+    max_macs: float | None = None
+    min_macs: float | None = None
+    max_params: float | None = None
+    max_score: float | None = None
+    max_latency_ms: float | None = None
+    fitness: str = "acc"  # acc | acc-score
+    score_ratio: float = 0.1
+    recal_images: int = 2000  # BN recalibration images (SPEC: 20,000 on ImageNet)
+    holdout: int = 5000  # held-out training images that score candidates
+    # Seed of the holdout split; None: the supernet training's (read from its file), else 0.
+    holdout_seed: int | None = None
+    batch_size: int = 256
+    top_k: int = 10
+    seed: int = 0
+    tries_per_candidate: int = 200  # bound on rejected samples before a constraint is "too tight"
+
+    def __post_init__(self) -> None:
+        # Values from YAML files arrive as whatever YAML made of them ("3e8" is a string there).
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type))
+            if kind is None or value is None or isinstance(value, bool):
+                continue
+            try:
+                if isinstance(value, str):
+                    value = parse_amount(value)
+                object.__setattr__(self, f.name, kind(value))
+            except (TypeError, ValueError):
+                raise SposError(f"{f.name.replace('_', '-')} must be a number, got {value!r}") from None
+        if self.method not in ("evolution", "random"):
+            raise SposError(f"method must be evolution or random, got {self.method!r}")
+        if self.genes not in ("block", "channel", "joint"):
+            raise SposError(f"genes must be block, channel or joint, got {self.genes!r}")
+        if self.fitness not in ("acc", "acc-score"):
+            raise SposError(f"fitness must be acc or acc-score, got {self.fitness!r}")
+        if self.fix_blocks and self.fix_channels:
+            raise SposError("--fix-blocks and --fix-channels together leave nothing to search; pass one")
+        if self.fix_blocks and self.genes == "block":
+            raise SposError("--fix-blocks holds the block genes fixed; search --genes channel (or joint)")
+        if self.fix_channels and self.genes == "channel":
+            raise SposError("--fix-channels holds the channel genes fixed; search --genes block (or joint)")
+        for name in ("population", "generations", "candidates", "recal_images", "holdout", "top_k",
+                     "tries_per_candidate"):  # fmt: skip
+            if int(getattr(self, name)) < 1:
+                raise SposError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise SposError(f"batch-size must be at least 2 (BN recalibration), got {self.batch_size}")
+        if self.method == "evolution" and not 1 <= self.parents < self.population:
+            raise SposError(
+                f"parents ({self.parents}) must be at least 1 and below the population ({self.population})"
+            )
+        for name in ("p_select", "mutation_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SposError(f"{name.replace('_', '-')} must be a probability in [0, 1]")
+        if self.min_macs is not None and self.max_macs is not None and self.min_macs > self.max_macs:
+            raise SposError(f"min-macs {self.min_macs:g} is above max-macs {self.max_macs:g}")
+
+    @property
+    def bounds(self) -> Bounds:
+        """The hard limits of this search as one :class:`~spos.cost.bounds.Bounds`."""
+        return Bounds(min_macs=self.min_macs, max_macs=self.max_macs, max_params=self.max_params,
+                      max_score=self.max_score, max_latency_ms=self.max_latency_ms)  # fmt: skip
+
+    @property
+    def searched_genes(self) -> str:
+        """The genes the operators touch: fixing one half searches the other."""
+        if self.fix_blocks:
+            return "channel"
+        if self.fix_channels:
+            return "block"
+        return self.genes
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise SposError(f"unknown search options {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,110 @@
+"""Every hyperparameter of a training run (:class:`TrainConfig`) and the space it builds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .. import data, zoo
+from ..errors import SposError
+from ..space import Arch, SearchSpace
+
+#: Config keys that may differ between a run and its resumption (they do not change the weights).
+RESUME_NEUTRAL = ("max_steps", "checkpoint_every", "workers", "device", "progress", "out",
+                  "val_size", "eval_batch_size")  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of a training run; ``lr`` is absolute for the global ``batch_size``
+    (SPEC §4 scales lr linearly with batch: 1.3 at 1024 -> 0.1625 at 128)."""
+
+    data: str = "builtin"  # "builtin" (Fashion-MNIST) or an ImageFolder root with train/ and val/
+    space: dict = field(default_factory=dict)  # SearchSpace fields, plus optional layout and width
+    arch: str | None = None  # None: train the supernet; an arch string or zoo name: a subnet
+    epochs: int = 120
+    max_steps: int | None = None  # stop after this many optimizer steps in total (smoke runs)
+    batch_size: int = 1024  # global, over all ranks and accumulation steps
+    accum_steps: int = 1  # micro-batches per rank per step (gradients averaged)
+    lr: float = 1.3
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5  # not applied to BN parameters or biases
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 5.0
+    warmup_steps: int | None = None  # overrides warmup_epochs when set
+    schedule: str = "cosine"  # after warm-up: "cosine" (per step, to 0) or "constant"
+    grad_clip: float | None = None  # max global gradient L2 norm
+    amp: str = "auto"  # CUDA only: "auto" (bf16 where supported), "bf16", "fp16", "none"
+    channels_last: bool = True  # NHWC weights and activations: faster convs on CPU and GPU
+    sampler: str = "uniform"  # supernet: "uniform", "random" or "strolling" (spos.sampling)
+    window: dict | None = None  # min_macs/max_macs/min_params/max_params for random/strolling
+    warmup_start_epoch: int | None = None  # channel selection starts here (SPEC §4); None: at once
+    min_channel_gene: int | None = None
+    holdout: float = 0.1  # supernet: train images kept out for the search (<1: fraction; else count)
+    bn_images: int = 2000  # train images for BN recalibration of the validation paths
+    val_size: int | None = None  # validation images per epoch (None: the whole val split; 0: none)
+    eval_batch_size: int = 256
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    on_error: str = "skip"  # unreadable images: "skip" (warn and count) or "fail"
+    workers: int = 4  # DataLoader workers per rank (ImageFolder data only)
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    progress: bool = True  # tqdm bar (only on a terminal)
+    out: str = "runs/train"
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SposError(f"unknown {where} keys {unknown}; allowed: {sorted(known)}")
+        cfg = cls(**d)
+        cfg.check()
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def check(self) -> None:
+        """Raise :class:`SposError` for values no run could use."""
+        if not isinstance(self.space, dict):
+            raise SposError("config key 'space' must be a mapping of search-space options")
+        if self.epochs < 1 or self.batch_size < 1 or self.accum_steps < 1:
+            raise SposError("epochs, batch_size and accum_steps must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise SposError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.lr <= 0:
+            raise SposError(f"lr must be positive, got {self.lr}")
+        if self.schedule not in ("cosine", "constant"):
+            raise SposError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "none"):
+            raise SposError(f"amp must be auto, bf16, fp16 or none, got {self.amp!r}")
+        if self.on_error not in ("skip", "fail"):
+            raise SposError(f"on_error must be 'skip' or 'fail', got {self.on_error!r}")
+        if self.holdout < 0:
+            raise SposError(f"holdout must be >= 0, got {self.holdout}")
+
+
+def build_space(cfg: TrainConfig) -> tuple[SearchSpace, Arch | None]:
+    """The run's search space (dataset defaults filled in) and, for a subnet, its arch."""
+    opts = dict(cfg.space)
+    for key, value in data.data_info(cfg.data).items():
+        opts.setdefault(key, value)
+    layout, width = opts.pop("layout", None), opts.pop("width", None)
+    if layout is not None or width is not None:
+        if "stage_channels" in opts:
+            raise SposError("space: give either stage_channels or layout/width, not both")
+        space = SearchSpace.preset(layout or "oneshot", width=1.0 if width is None else float(width), **opts)
+    else:
+        space = SearchSpace.from_dict(opts)
+    if cfg.arch is None:
+        return space, None
+    if ":" in cfg.arch:
+        # A subnet's genes need not lie in the supernet's searchable channel range.
+        space = space.replace(channel_genes=tuple(range(10)))
+    arch, space = zoo.resolve(cfg.arch, space)
+    return space, arch

@@ -10,7 +10,7 @@ from .. import __version__
 from ..errors import SposError
 
 #: Command modules under spos.cli; each has ``register(subparsers)`` setting ``func`` per command.
-COMMAND_MODULES = ("count", "train", "sampling", "search", "deploy", "pipeline")
+COMMAND_MODULES = ("count", "train", "sampling", "search", "deploy", "pipeline", "fidelity")
 
 
 def build_parser() -> argparse.ArgumentParser:

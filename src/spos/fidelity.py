@@ -1,0 +1,535 @@
+"""Does the supernet rank architectures the way training them would? (``spos fidelity``)
+
+:func:`run_fidelity` picks K archs uniformly inside a budget window, stratified by MACs (plus
+the search's winner), trains each from scratch for R seeds, scores each through the supernet
+the way the search does, and measures how well the two rankings agree:
+
+- Kendall τ_b and Spearman ρ between supernet score and mean stand-alone accuracy, each with a
+  bootstrap 95% interval (``scipy.stats.bootstrap`` over archs, paired);
+- the **noise ceiling** (τ between the stand-alone seeds), the **cost-only baselines** (τ of
+  MACs and of params against accuracy), the top-k overlap and the **regret** (best stand-alone
+  accuracy minus that of the supernet's top pick);
+- the supernet estimate's own noise: every arch is re-scored with other BN-recalibration
+  subsets (τ between those scorings, and the per-arch spread);
+- **search vs random**: the winner's stand-alone accuracy against the K random archs, as its
+  percentile and its gap to their median and best, with bootstrap intervals.
+
+Nothing is computed twice: stand-alone results and supernet scores go into the SQLite store
+(:mod:`spos.store`). Every (arch, seed) is its own resumable training run under
+``OUT/runs/``; under ``torchrun`` the ranks train disjoint shares (each run on one process).
+Accuracies are fractions in [0, 1]; MACs are per image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cost.bounds import Bounds
+from .cost.table import BatchPricer, cost_table
+from .errors import SposError
+from .genes import to_arch, uniform_genes
+from .runs import (
+    atomic_write_json,
+    atomic_write_text,
+    dataclass_from_dict,
+    load_checkpoint,
+    load_yaml_config,
+    write_run_info,
+)
+from .runtime import rank_world
+from .space import Arch, SearchSpace
+from .store import Store, config_hash, file_hash
+
+FIDELITY_FILES = ("fidelity.json", "fidelity.csv", "fidelity.png")
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """What a fidelity check measures, and how.
+
+    ``recipe`` holds :class:`spos.train.TrainConfig` keys for the stand-alone runs (default: the
+    pipeline's ``subnet`` section); ``scoring`` holds the search's scoring keys
+    (``recal_images``, ``holdout``, ``batch_size``, ``seed``); ``window`` is a
+    :class:`~spos.cost.bounds.Bounds` mapping (default: the supernet's sampling window).
+    """
+
+    archs: int = 16  # K random archs inside the window
+    seeds: int = 2  # R stand-alone seeds per arch
+    recipe: dict = field(default_factory=dict)
+    scoring: dict = field(default_factory=dict)
+    window: dict | None = None
+    rescore: int = 2  # extra BN-recalibration subsets per arch (the estimate's own noise)
+    bootstrap: int = 2000  # bootstrap resamples for every interval
+    top_k: int = 3
+    pool: int = 20000  # uniform draws from which the K in-window archs are stratified
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("archs", "seeds", "bootstrap", "top_k", "pool"):
+            if int(getattr(self, name)) < 1:
+                raise SposError(f"fidelity option {name} must be at least 1, got {getattr(self, name)}")
+        if self.archs < 3:
+            raise SposError(f"a rank correlation needs at least 3 archs; got archs={self.archs}")
+        if self.rescore < 0:
+            raise SposError(f"fidelity option rescore must be >= 0, got {self.rescore}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FidelityConfig:
+        return dataclass_from_dict(cls, d, "fidelity options")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- picking the archs -----------------------------------------------------------------------
+
+
+def pick_archs(space: SearchSpace, window: Bounds, k: int, seed: int = 0, pool: int = 20000) -> list[Arch]:
+    """K archs drawn uniformly inside ``window``, stratified by MACs: the in-window part of
+    ``pool`` uniform draws is sorted by MACs and cut into K strata of equal count, and one arch
+    is drawn from each. Raises :class:`SposError` if fewer than K distinct archs fall inside."""
+    rng = np.random.default_rng(seed)
+    genes = uniform_genes(rng, space.num_blocks, np.asarray(space.channel_genes), pool)
+    genes = np.unique(genes, axis=0)
+    rng.shuffle(genes)
+    pricer = BatchPricer(space)
+    macs, params = pricer(genes)
+    inside = np.flatnonzero(window.mask(macs, params))
+    if len(inside) < k:
+        raise SposError(f"only {len(inside)} of {pool} uniform archs fall inside the window ({window}); "
+                        f"widen the window or pass fewer --archs")  # fmt: skip
+    order = inside[np.argsort(macs[inside], kind="stable")]
+    return [to_arch(genes[rng.choice(stratum)], space) for stratum in np.array_split(order, k)]
+
+
+# ---- stand-alone training --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _single_process() -> Iterator[None]:
+    """Hide torchrun's world from a stand-alone run: each one trains on this process alone."""
+    keys = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+    saved = {k: os.environ.pop(k) for k in keys if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _run_dir(out: Path, arch: Arch, seed: int) -> Path:
+    return out / "runs" / f"{str(arch).replace(':', '_')}-seed{seed}"
+
+
+def train_standalone(
+    jobs: Sequence[tuple[Arch, int]],
+    space: SearchSpace,
+    data: str,
+    recipe: dict,
+    out: Path,
+    store: Store,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[tuple[str, int], dict]:
+    """Stand-alone test accuracy of every (arch, seed) in ``jobs``: read from ``store`` where
+    it is known, else trained (resuming a killed run from its checkpoint) and stored. Under
+    torchrun each rank trains every world-th job not yet stored, then all read the store."""
+    from .train.config import TrainConfig
+    from .train.trainer import train
+
+    rank, world = rank_world()
+    space_hash, recipe_hash = config_hash(space.to_dict()), store.remember_config({"recipe": recipe, "data": data})
+    todo = [(a, s) for a, s in jobs if store.standalone(space_hash, str(a), recipe_hash, s) is None]
+    for i, (arch, seed) in enumerate(todo):
+        if i % world != rank:
+            continue
+        run_dir = _run_dir(out, arch, seed)
+        log(f"stand-alone {i + 1}/{len(todo)}: {arch} seed {seed}")
+        cfg = TrainConfig.from_dict({**recipe, "data": data, "space": space.to_dict(), "arch": str(arch),
+                                     "seed": seed, "out": str(run_dir), "progress": False})  # fmt: skip
+        with _single_process():
+            record = train(cfg, command, resume=(run_dir / "checkpoint.pt").is_file())
+        val = record.get("val") or {}
+        if "acc" not in val:
+            raise SposError("the stand-alone recipe evaluates nothing; drop val_size: 0 from it")
+        store.put_standalone(space_hash, str(arch), recipe_hash, seed, val["acc"], val.get("loss"),
+                             val.get("images"), sum(r.get("seconds", 0) for r in _history(run_dir)))  # fmt: skip
+    _barrier()
+    results = {}
+    for arch, seed in jobs:
+        row = store.standalone(space_hash, str(arch), recipe_hash, seed)
+        if row is None:
+            raise SposError(f"stand-alone result of {arch} seed {seed} is missing from {store.path}")
+        results[(str(arch), seed)] = row
+    return results
+
+
+def _history(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+# ---- supernet scores -------------------------------------------------------------------------
+
+
+def score_archs(
+    supernet_path: Path,
+    archs: Sequence[Arch],
+    data: str,
+    scoring: dict,
+    rescore: int,
+    store: Store,
+    device: str = "cpu",
+) -> dict[str, list[float]]:
+    """Supernet score of each arch, as the search computes it (``spos.search.Evaluator``), with
+    the search's recalibration subset first and ``rescore`` other subsets after it:
+    ``{arch: [score with seed s, s + 1, ...]}``. Known scores come from ``store``."""
+    from .nn.io import model_from_checkpoint
+    from .search.config import SearchConfig
+    from .search.evaluator import Evaluator
+    from .search.run import load_search_data
+
+    net_hash = file_hash(supernet_path)
+    base = SearchConfig.from_dict(scoring)
+    out: dict[str, list[float]] = {str(a): [] for a in archs}
+    supernet = train_config = None
+    for r in range(rescore + 1):
+        cfg = SearchConfig.from_dict({**scoring, "seed": base.seed + r})
+        settings = store.remember_config({k: getattr(cfg, k) for k in
+                                          ("recal_images", "holdout", "holdout_seed", "seed", "batch_size")})  # fmt: skip
+        missing = [a for a in archs if store.score(net_hash, str(a), settings) is None]
+        if missing:
+            if supernet is None:
+                ckpt = load_checkpoint(supernet_path)
+                supernet, space, _ = model_from_checkpoint(ckpt, supernet_path)
+                supernet = supernet.to(device).eval()
+                train_config = ckpt.get("config") or {}
+            evaluator = Evaluator(supernet, load_search_data(data, space, cfg, train_config), cfg.batch_size)
+            for arch in missing:
+                store.put_score(net_hash, str(arch), settings, evaluator.accuracy(arch), images=cfg.holdout)
+        for arch in archs:
+            out[str(arch)].append(store.score(net_hash, str(arch), settings)["accuracy"])
+    return out
+
+
+# ---- the statistics --------------------------------------------------------------------------
+
+
+def _tau(x, y) -> float:
+    from scipy.stats import kendalltau
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant inputs give NaN, reported as such
+        return float(kendalltau(x, y).statistic)
+
+
+def _rho(x, y) -> float:
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(x, y).statistic)
+
+
+def _interval(samples: tuple, statistic: Callable, resamples: int, seed: int, paired: bool = True) -> list[float]:
+    """Percentile bootstrap 95% interval of ``statistic`` (scipy.stats.bootstrap); NaNs where
+    the resamples are degenerate (e.g. constant data)."""
+    from scipy.stats import bootstrap
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate resamples: NaN bounds, reported as such
+            res = bootstrap(samples, statistic, paired=paired, vectorized=False, n_resamples=resamples,
+                            method="percentile", rng=np.random.default_rng(seed))  # fmt: skip
+        ci = res.confidence_interval
+        return [float(ci.low), float(ci.high)]
+    except (ValueError, FloatingPointError):
+        return [float("nan"), float("nan")]
+
+
+def ranking_stats(
+    score: Sequence[float],
+    accuracy: np.ndarray,
+    macs: Sequence[float],
+    params: Sequence[float],
+    top_k: int = 3,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """How well ``score`` ranks archs by mean stand-alone ``accuracy`` (archs × seeds).
+
+    τ is Kendall's τ_b (ties counted as scipy does), ρ Spearman's; intervals are paired
+    percentile bootstraps over archs. ``noise_ceiling`` is the mean τ over pairs of seeds
+    (None with one seed); ``regret`` is the best mean accuracy minus that of the arch the
+    score ranks first.
+    """
+    score, acc = np.asarray(score, float), np.asarray(accuracy, float)
+    mean = acc.mean(axis=1)
+    k = min(top_k, len(score))
+    top_score = set(np.argsort(-score, kind="stable")[:k].tolist())
+    top_acc = set(np.argsort(-mean, kind="stable")[:k].tolist())
+    pairs = [(i, j) for i in range(acc.shape[1]) for j in range(i + 1, acc.shape[1])]
+    return {
+        "tau": _tau(score, mean),
+        "tau_ci": _interval((score, mean), _tau, resamples, seed),
+        "rho": _rho(score, mean),
+        "rho_ci": _interval((score, mean), _rho, resamples, seed),
+        "noise_ceiling": float(np.mean([_tau(acc[:, i], acc[:, j]) for i, j in pairs])) if pairs else None,
+        "tau_macs": _tau(macs, mean),
+        "tau_macs_ci": _interval((np.asarray(macs, float), mean), _tau, resamples, seed),
+        "tau_params": _tau(params, mean),
+        "top_k": k,
+        "top_k_overlap": len(top_score & top_acc) / k,
+        "regret": float(mean.max() - mean[int(np.argmax(score))]),
+        "seed_spread": float(acc.std(axis=1, ddof=1).mean()) if acc.shape[1] > 1 else None,
+    }
+
+
+def winner_vs_random(winner: Sequence[float], random: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
+    """The winner's mean stand-alone accuracy against the random archs' means (archs × seeds).
+
+    ``percentile`` is the share of random archs the winner matches or beats (``kind="weak"``
+    of ``scipy.stats.percentileofscore``, in %); gaps are accuracy differences (fractions),
+    each with a bootstrap 95% interval over the random archs.
+    """
+    from scipy.stats import percentileofscore
+
+    w = float(np.mean(winner))
+    means = np.asarray(random, float).mean(axis=1)
+    pct = lambda r: float(percentileofscore(r, w, kind="weak"))
+    gap_median = lambda r: w - float(np.median(r))
+    gap_best = lambda r: w - float(np.max(r))
+    return {
+        "winner_mean": w,
+        "winner_seeds": [float(x) for x in winner],
+        "random_median": float(np.median(means)),
+        "random_best": float(means.max()),
+        "percentile": pct(means),
+        "percentile_ci": _interval((means,), pct, resamples, seed),
+        "gap_to_median": gap_median(means),
+        "gap_to_median_ci": _interval((means,), gap_median, resamples, seed),
+        "gap_to_best": gap_best(means),
+        "gap_to_best_ci": _interval((means,), gap_best, resamples, seed),
+        "winner_seed_spread": float(np.std(winner, ddof=1)) if len(winner) > 1 else None,
+    }
+
+
+def estimate_noise(scores: np.ndarray) -> dict:
+    """The supernet estimate's own noise from re-scoring (archs × recalibration subsets)."""
+    scores = np.asarray(scores, float)
+    if scores.shape[1] < 2:
+        return {"rescore_tau": None, "score_spread": None}
+    pairs = [(i, j) for i in range(scores.shape[1]) for j in range(i + 1, scores.shape[1])]
+    return {"rescore_tau": float(np.mean([_tau(scores[:, i], scores[:, j]) for i, j in pairs])),
+            "score_spread": float(scores.std(axis=1, ddof=1).mean())}  # fmt: skip
+
+
+# ---- the library call behind `spos fidelity` -------------------------------------------------
+
+
+@dataclass
+class FidelityInputs:
+    """What a fidelity check runs on: a supernet file, its data, and optionally the search
+    folder whose winner is checked and the pipeline folder whose report gets a section."""
+
+    supernet: Path
+    data: str = "builtin"
+    search_dir: Path | None = None
+    pipeline_dir: Path | None = None
+
+
+def from_pipeline(pipeline_dir: str | os.PathLike, overrides: dict | None = None) -> tuple[FidelityInputs, FidelityConfig]:
+    """Inputs and config of a fidelity check on a ``spos pipeline`` folder: its supernet, its
+    search's winner, its ``subnet`` section as the recipe, its search's scoring settings and its
+    supernet's sampling window (else the search's MACs budget) as the window."""
+    folder = Path(pipeline_dir)
+    if not (folder / "supernet" / "final.pt").is_file():
+        raise SposError(f"{folder} holds no finished pipeline supernet (supernet/final.pt); run "
+                        f"`spos pipeline --out {folder}` first or pass --supernet FILE")  # fmt: skip
+    cfg = load_yaml_config(folder / "config.yaml")
+    search = dict(cfg.get("search") or {})
+    scoring = {k: search[k] for k in ("recal_images", "holdout", "batch_size") if k in search}
+    scoring["seed"] = int(cfg.get("seed", 0))
+    window = (cfg.get("supernet") or {}).get("window")
+    if not window and cfg.get("budget_macs") is not None:
+        window = {"max_macs": float(cfg["budget_macs"])}
+    base = {"recipe": dict(cfg.get("subnet") or {}), "scoring": scoring, "window": window}
+    opts = {**base, **(overrides or {})}
+    opts["recipe"] = {**base["recipe"], **((overrides or {}).get("recipe") or {})}
+    inputs = FidelityInputs(folder / "supernet" / "final.pt", str(cfg.get("data", "builtin")),
+                            folder / "search" if (folder / "search" / "best.json").is_file() else None,
+                            folder)  # fmt: skip
+    return inputs, FidelityConfig.from_dict(opts)
+
+
+def run_fidelity(
+    inputs: FidelityInputs,
+    config: FidelityConfig,
+    out_dir: str | os.PathLike,
+    store_path: str | os.PathLike | None = None,
+    *,
+    device: str = "cpu",
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run the fidelity check (see the module docstring); writes ``fidelity.json``,
+    ``fidelity.csv`` and ``fidelity.png`` into ``out_dir`` (and a section of the pipeline's
+    ``report.md``) and returns the summary. The store defaults to ``OUT/../spos-store.sqlite``
+    so that variants of one run share their stand-alone ground truth."""
+    from .nn.io import model_from_checkpoint
+    from .runtime import init_distributed, resolve_device
+
+    out = Path(out_dir)
+    dev = resolve_device(device)
+    init_distributed(dev)
+    rank, _ = rank_world()
+    ckpt = load_checkpoint(inputs.supernet)
+    _, space, arch = model_from_checkpoint(ckpt, inputs.supernet)
+    if arch is not None:
+        raise SposError(f"{inputs.supernet} holds a subnet; fidelity needs a supernet file")
+    window = Bounds.from_dict(config.window or (ckpt.get("config") or {}).get("window"))
+    if rank == 0:
+        write_run_info(out, {"supernet": str(inputs.supernet), "data": inputs.data,
+                             "search": None if inputs.search_dir is None else str(inputs.search_dir),
+                             **config.to_dict()}, command)  # fmt: skip
+    archs = pick_archs(space, window, config.archs, config.seed, config.pool)
+    winner = _winner(inputs.search_dir, space)
+    every = archs + ([winner] if winner is not None and winner not in archs else [])
+    store = Store(store_path or out.parent / "spos-store.sqlite")
+    jobs = [(a, s) for a in every for s in range(config.seeds)]
+    standalone = train_standalone(jobs, space, inputs.data, config.recipe, out, store, command, log)
+    scores = score_archs(inputs.supernet, every, inputs.data, config.scoring, config.rescore, store, str(dev)) \
+        if rank == 0 else {}  # fmt: skip
+    if rank != 0:
+        _barrier()
+        return {}
+    summary = _summarise(space, every, archs, winner, standalone, scores, config, store)
+    summary.update(window=str(window), supernet=str(inputs.supernet), search=str(inputs.search_dir))
+    write_outputs(out, summary)
+    if inputs.pipeline_dir is not None:
+        add_report_section(inputs.pipeline_dir / "report.md", out, summary)
+    log(format_summary(summary))
+    _barrier()
+    return summary
+
+
+def _winner(search_dir: Path | None, space: SearchSpace) -> Arch | None:
+    if search_dir is None:
+        return None
+    path = Path(search_dir) / "best.json"
+    try:
+        best = json.loads(path.read_text())["best"]["arch"]
+    except (OSError, KeyError, json.JSONDecodeError) as e:
+        raise SposError(f"cannot read the search's winner from {path} ({e}); pass a finished search folder") from None
+    return Arch.parse(best, space.stage_depths)
+
+
+def _summarise(space, every, archs, winner, standalone, scores, config, store) -> dict:
+    table = cost_table(space)
+    rows = []
+    for a in every:
+        key, c = str(a), table(a)
+        seeds = [standalone[(key, s)]["accuracy"] for s in range(config.seeds)]
+        rows.append({"arch": key, "role": "winner" if winner is not None and a == winner else "random",
+                     "macs": c.macs, "params": c.params, "supernet_score": scores[key][0],
+                     "rescores": scores[key][1:], "standalone": seeds,
+                     "standalone_mean": float(np.mean(seeds))})  # fmt: skip
+    acc = np.asarray([r["standalone"] for r in rows])
+    stats = ranking_stats([r["supernet_score"] for r in rows], acc, [r["macs"] for r in rows],
+                          [r["params"] for r in rows], config.top_k, config.bootstrap, config.seed)  # fmt: skip
+    stats.update(estimate_noise(np.asarray([[r["supernet_score"], *r["rescores"]] for r in rows])))
+    summary = {"archs": len(archs), "seeds": config.seeds, "ranking": stats, "rows": rows,
+               "store": {"path": str(store.path), "hits": store.hits, "misses": store.misses}}  # fmt: skip
+    if winner is not None:
+        rand = np.asarray([r["standalone"] for r in rows if r["role"] == "random"])
+        win = next(r for r in rows if r["role"] == "winner")
+        summary["search_vs_random"] = {"winner": str(winner),
+                                       **winner_vs_random(win["standalone"], rand, config.bootstrap, config.seed)}
+    return summary
+
+
+CSV_FIELDS = ("arch", "role", "macs", "params", "supernet_score", "standalone_mean", "standalone", "rescores")
+
+
+def write_outputs(out: Path, summary: dict) -> None:
+    """``fidelity.json`` (everything), ``fidelity.csv`` (one row per arch), ``fidelity.png``."""
+    from .plots import plot_fidelity
+
+    atomic_write_json(out / "fidelity.json", summary)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in summary["rows"]:
+        writer.writerow({**r, "standalone": " ".join(f"{x:.4f}" for x in r["standalone"]),
+                         "rescores": " ".join(f"{x:.4f}" for x in r["rescores"])})  # fmt: skip
+    atomic_write_text(out / "fidelity.csv", buf.getvalue())
+    plot_fidelity(summary, out / "fidelity.png")
+
+
+def _ci(v: list[float]) -> str:
+    return f"[{v[0]:.2f}, {v[1]:.2f}]"
+
+
+def format_summary(s: dict) -> str:
+    """The summary lines ``spos fidelity`` prints (and the report shows)."""
+    r = s["ranking"]
+    lines = [
+        f"archs {s['archs']} random + {'1 winner' if 'search_vs_random' in s else 'no winner'}, "
+        f"{s['seeds']} seeds each",
+        f"Kendall tau_b    {r['tau']:+.3f} {_ci(r['tau_ci'])}   Spearman rho {r['rho']:+.3f} {_ci(r['rho_ci'])}",
+        f"noise ceiling    {_fmt(r['noise_ceiling'])} (tau between stand-alone seeds; seed spread "
+        f"{_fmt(r['seed_spread'], 100, '%')})",
+        f"cost baselines   tau(MACs) {r['tau_macs']:+.3f} {_ci(r['tau_macs_ci'])}   tau(params) {r['tau_params']:+.3f}",
+        f"estimate noise   tau between recalibration subsets {_fmt(r['rescore_tau'])}, per-arch score "
+        f"spread {_fmt(r['score_spread'], 100, '%')}",
+        f"top-{r['top_k']} overlap    {r['top_k_overlap']:.2f}   regret {100 * r['regret']:.2f} points",
+    ]
+    w = s.get("search_vs_random")
+    if w:
+        lines.append(f"search vs random winner {100 * w['winner_mean']:.2f}% at percentile {w['percentile']:.0f} "
+                     f"{_ci(w['percentile_ci'])}; vs median {100 * w['gap_to_median']:+.2f} points, vs best "
+                     f"{100 * w['gap_to_best']:+.2f} points (winner seed spread "
+                     f"{_fmt(w['winner_seed_spread'], 100, '%')})")  # fmt: skip
+    st = s["store"]
+    lines.append(f"store            {st['path']}: stand-alone hits {st['hits']['standalone']} / misses "
+                 f"{st['misses']['standalone']}, score hits {st['hits']['supernet_score']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None, scale: float = 1.0, unit: str = "") -> str:
+    return "n/a" if x is None else f"{scale * x:.3f}{unit}" if not unit else f"{scale * x:.2f}{unit}"
+
+
+def add_report_section(report: Path, out: Path, summary: dict) -> None:
+    """Put (or replace) the ``## Fidelity`` section of a pipeline's ``report.md``."""
+    if not report.is_file():
+        return
+    text = report.read_text()
+    head = "## Fidelity: does the supernet rank archs like training them?"
+    rel = os.path.relpath(out, report.parent)
+    rows = "\n".join(f"| `{r['arch']}` | {r['role']} | {r['macs'] / 1e6:.3f}M | {100 * r['supernet_score']:.2f} | "
+                     f"{' / '.join(f'{100 * x:.2f}' for x in r['standalone'])} |" for r in summary["rows"])  # fmt: skip
+    section = (f"{head}\n\n```\n{format_summary(summary)}\n```\n\n![fidelity]({rel}/fidelity.png)\n\n"
+               f"| arch | role | MACs | supernet score (%) | stand-alone per seed (%) |\n|---|---|---|---|---|\n"
+               f"{rows}\n")  # fmt: skip
+    if head in text:
+        text = text[: text.index(head)].rstrip() + "\n\n"
+    atomic_write_text(report, text.rstrip() + "\n\n" + section)

@@ -1,0 +1,130 @@
+"""The embedded store: every stand-alone result and every supernet score, computed once.
+
+One SQLite file (standard library ``sqlite3``, WAL journal so that torchrun ranks and concurrent
+runs can write it at the same time). Two tables:
+
+- ``standalone``: an arch trained from scratch, keyed by (space hash, arch, recipe hash, seed);
+  the ground truth a supernet's ranking is measured against. A new supernet variant reuses it.
+- ``supernet_score``: an arch scored through a supernet, keyed by (supernet file hash, arch,
+  scoring-settings hash).
+
+Hashes are SHA-256 of canonical JSON (configs) or of the file's bytes (supernets), shortened to
+16 hex digits. Accuracies are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from .errors import SposError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS standalone (
+    space_hash TEXT NOT NULL, arch TEXT NOT NULL, recipe_hash TEXT NOT NULL, seed INTEGER NOT NULL,
+    accuracy REAL NOT NULL, loss REAL, images INTEGER, seconds REAL, created REAL,
+    PRIMARY KEY (space_hash, arch, recipe_hash, seed));
+CREATE TABLE IF NOT EXISTS supernet_score (
+    supernet_hash TEXT NOT NULL, arch TEXT NOT NULL, settings_hash TEXT NOT NULL,
+    accuracy REAL NOT NULL, loss REAL, images INTEGER, created REAL,
+    PRIMARY KEY (supernet_hash, arch, settings_hash));
+CREATE TABLE IF NOT EXISTS config (hash TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
+
+
+def config_hash(obj: dict) -> str:
+    """16 hex digits of SHA-256 over ``obj`` as canonical JSON (sorted keys)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """16 hex digits of SHA-256 over the file's bytes."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise SposError(f"cannot read {path}: {e.strerror}") from None
+    return h.hexdigest()[:16]
+
+
+class Store:
+    """Stand-alone results and supernet scores in one SQLite file; counts hits and misses.
+
+    Every write is its own short transaction, so a killed process loses at most the result it
+    was writing and other writers never wait long.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.DatabaseError, OSError) as e:
+            raise SposError(f"cannot open the store {self.path}: {e}; pass another --store") from None
+        self.hits = {"standalone": 0, "supernet_score": 0}
+        self.misses = {"standalone": 0, "supernet_score": 0}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def remember_config(self, body: dict) -> str:
+        """Store ``body`` under its hash (so a hash in a table can be read back); returns it."""
+        key = config_hash(body)
+        self._db.execute("INSERT OR IGNORE INTO config VALUES (?, ?)", (key, json.dumps(body, sort_keys=True)))
+        return key
+
+    def config(self, key: str) -> dict | None:
+        row = self._db.execute("SELECT body FROM config WHERE hash = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    # ---- stand-alone ground truth ----------------------------------------------------------
+    def standalone(self, space_hash: str, arch: str, recipe_hash: str, seed: int) -> dict | None:
+        row = self._db.execute(
+            "SELECT accuracy, loss, images, seconds FROM standalone WHERE space_hash = ? AND arch = ? "
+            "AND recipe_hash = ? AND seed = ?", (space_hash, arch, recipe_hash, int(seed))).fetchone()  # fmt: skip
+        self._count("standalone", row)
+        return None if row is None else dict(zip(("accuracy", "loss", "images", "seconds"), row))
+
+    def put_standalone(self, space_hash: str, arch: str, recipe_hash: str, seed: int, accuracy: float,
+                       loss: float | None = None, images: int | None = None,
+                       seconds: float | None = None) -> None:  # fmt: skip
+        self._db.execute("INSERT OR REPLACE INTO standalone VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (space_hash, arch, recipe_hash, int(seed), float(accuracy), loss, images, seconds,
+                          time.time()))  # fmt: skip
+
+    # ---- supernet scores -------------------------------------------------------------------
+    def score(self, supernet_hash: str, arch: str, settings_hash: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT accuracy, loss, images FROM supernet_score WHERE supernet_hash = ? AND arch = ? "
+            "AND settings_hash = ?", (supernet_hash, arch, settings_hash)).fetchone()  # fmt: skip
+        self._count("supernet_score", row)
+        return None if row is None else dict(zip(("accuracy", "loss", "images"), row))
+
+    def put_score(self, supernet_hash: str, arch: str, settings_hash: str, accuracy: float,
+                  loss: float | None = None, images: int | None = None) -> None:  # fmt: skip
+        self._db.execute("INSERT OR REPLACE INTO supernet_score VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (supernet_hash, arch, settings_hash, float(accuracy), loss, images, time.time()))
+
+    def counts(self) -> dict:
+        """Rows per table."""
+        return {t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("standalone", "supernet_score")}  # fmt: skip
+
+    def _count(self, table: str, row) -> None:
+        (self.misses if row is None else self.hits)[table] += 1

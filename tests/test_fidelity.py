@@ -1,0 +1,180 @@
+"""spos fidelity: stand-alone ground truth vs supernet scores, resumable, stored once, shared by ranks."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from idx_fixtures import TINY_SPACE, write_fashion
+from scipy.stats import kendalltau, spearmanr
+
+from spos.cli import main
+from spos.cost.bounds import Bounds
+from spos.cost.table import cost_table
+from spos.fidelity import pick_archs, ranking_stats, winner_vs_random
+from spos.space import SearchSpace
+
+COMMON = {"batch_size": 32, "lr": 0.05, "warmup_steps": 2, "schedule": "constant", "workers": 0,
+          "eval_batch_size": 64, "progress": False}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """A finished tiny pipeline run (supernet, search, subnet) on tiny Fashion-MNIST files."""
+    root = tmp_path_factory.mktemp("fid")
+    data = write_fashion(root / "fashion", n_train=320, n_val=100)
+    os.environ["SPOS_DATA"] = str(data)
+    cfg = {
+        "data": "builtin", "out": str(root / "run"), "budget_macs": 300_000,
+        "space": {**TINY_SPACE, "input_channels": 1, "num_classes": 10},
+        "supernet": {**COMMON, "epochs": 2, "max_steps": 6, "holdout": 64, "val_size": 50,
+                     "sampler": "strolling", "warmup_start_epoch": 1},
+        "search": {"population": 6, "parents": 2, "generations": 2, "recal_images": 64, "holdout": 64,
+                   "batch_size": 64},
+        "subnet": {**COMMON, "epochs": 2},
+        "sampling_plot_samples": 100,
+    }  # fmt: skip
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["pipeline", "--config", str(root / "pipeline.yaml"), "--no-progress"]) == 0
+    yield root / "run", data
+    os.environ.pop("SPOS_DATA", None)
+
+
+def _args(run, out, store, *extra):
+    return ["fidelity", "--pipeline", str(run), "--out", str(out), "--store", str(store), "--archs", "4",
+            "--seeds", "2", "--rescore", "1", *extra]  # fmt: skip
+
+
+def _standalone_rows(store) -> int:
+    if not store.is_file():
+        return 0
+    try:
+        with sqlite3.connect(store, timeout=30) as db:
+            return db.execute("SELECT COUNT(*) FROM standalone").fetchone()[0]
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+
+
+def test_fidelity_resumes_after_sigkill_without_retraining_a_finished_sub_run(pipeline_run, tmp_path):
+    run, data = pipeline_run
+    out, store = tmp_path / "fid", tmp_path / "store.sqlite"
+    env = {**os.environ, "SPOS_DATA": str(data), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "spos", *_args(run, out, store)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 300
+    while _standalone_rows(store) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = _standalone_rows(store)
+    assert done_before >= 2, proc.stderr.read().decode()[-2000:]
+    finished = sorted(p for p in (out / "runs").iterdir() if (p / "final.pt").is_file())
+    stamps = {p: (p / "final.pt").stat().st_mtime_ns for p in finished}
+
+    assert main(_args(run, out, store)) == 0
+    summary = json.loads((out / "fidelity.json").read_text())
+    jobs = 2 * len(summary["rows"])
+    # The finished sub-runs were read from the store, never trained again.
+    assert summary["store"]["hits"]["standalone"] >= done_before
+    assert summary["store"]["misses"]["standalone"] <= 2 * (jobs - done_before)
+    for p, stamp in stamps.items():
+        assert (p / "final.pt").stat().st_mtime_ns == stamp, p
+    assert _standalone_rows(store) == jobs
+    for f in ("fidelity.json", "fidelity.csv", "fidelity.png", "config.yaml", "run.json"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    report = (run / "report.md").read_text()
+    assert "## Fidelity" in report and "Kendall tau_b" in report
+
+
+def test_a_second_supernet_reuses_every_stand_alone_result(pipeline_run, tmp_path):
+    run, _ = pipeline_run
+    out, store = tmp_path / "fid", tmp_path / "store.sqlite"
+    assert main(_args(run, out, store)) == 0
+    first = json.loads((out / "fidelity.json").read_text())
+    other = tmp_path / "other.pt"  # the training checkpoint: another file holding a supernet
+    shutil.copy(run / "supernet" / "checkpoint.pt", other)
+    assert main(_args(run, tmp_path / "fid2", store, "--supernet", str(other))) == 0
+    second = json.loads((tmp_path / "fid2" / "fidelity.json").read_text())
+    assert second["store"]["misses"]["standalone"] == 0
+    assert second["store"]["hits"]["standalone"] >= 2 * len(second["rows"])
+    assert [r["standalone"] for r in second["rows"]] == [r["standalone"] for r in first["rows"]]
+    assert not (tmp_path / "fid2" / "runs").exists()  # nothing was trained
+
+
+def test_two_gloo_ranks_split_the_sub_runs_and_give_the_same_table_as_one_process(pipeline_run, tmp_path):
+    run, data = pipeline_run
+    # One thread in both: float summation order (and so training) depends on the thread count.
+    env = {**os.environ, "SPOS_DATA": str(data), "OMP_NUM_THREADS": "1"}
+    one = [sys.executable, "-m", "spos", *_args(run, tmp_path / "one", tmp_path / "one.sqlite")]
+    assert subprocess.run(one, env=env, capture_output=True, timeout=600).returncode == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "spos",
+           *_args(run, tmp_path / "two", tmp_path / "two.sqlite")]  # fmt: skip
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "fidelity.json").read_text())
+    two = json.loads((tmp_path / "two" / "fidelity.json").read_text())
+    same = lambda key: json.dumps(two[key], sort_keys=True) == json.dumps(one[key], sort_keys=True)
+    assert same("rows") and same("ranking") and same("search_vs_random")
+    # Both ranks trained: each wrote its share of the sub-run folders' logs.
+    runs = sorted((tmp_path / "two" / "runs").iterdir())
+    assert len(runs) == 2 * len(two["rows"])
+
+
+def test_rank_statistics_agree_with_scipy_and_intervals_cover_them():
+    rng = np.random.default_rng(0)
+    acc = rng.uniform(0.6, 0.9, size=(12, 1)) + rng.normal(0, 0.01, size=(12, 2))
+    score = acc.mean(1) + rng.normal(0, 0.03, 12)
+    macs, params = rng.uniform(1, 2, 12), rng.uniform(1, 2, 12)
+    s = ranking_stats(score, acc, macs, params, top_k=3, resamples=500)
+    mean = acc.mean(1)
+    assert s["tau"] == pytest.approx(kendalltau(score, mean).statistic)
+    assert s["rho"] == pytest.approx(spearmanr(score, mean).statistic)
+    assert s["tau_macs"] == pytest.approx(kendalltau(macs, mean).statistic)
+    assert s["noise_ceiling"] == pytest.approx(kendalltau(acc[:, 0], acc[:, 1]).statistic)
+    assert s["tau_ci"][0] <= s["tau"] <= s["tau_ci"][1] and s["tau_ci"][0] < s["tau_ci"][1]
+    # A score that is the accuracy itself ranks perfectly: tau 1, full overlap, no regret.
+    perfect = ranking_stats(mean, acc, macs, params, top_k=3, resamples=200)
+    assert perfect["tau"] == pytest.approx(1.0) and perfect["top_k_overlap"] == 1.0 and perfect["regret"] == 0
+    # The reversed score ranks worst: tau -1 and the regret is the whole spread.
+    worst = ranking_stats(-mean, acc, macs, params, top_k=3, resamples=200)
+    assert worst["tau"] == pytest.approx(-1.0) and worst["regret"] == pytest.approx(mean.max() - mean.min())
+
+
+def test_winner_percentile_and_gaps_against_random_archs_on_a_constructed_case():
+    random = np.repeat(np.linspace(0.80, 0.89, 10)[:, None], 2, axis=1)  # 0.80, 0.81, ..., 0.89
+    w = winner_vs_random([0.875, 0.875], random, resamples=300)
+    assert w["percentile"] == pytest.approx(80.0)  # beats 0.80 ... 0.87: 8 of 10
+    assert w["gap_to_median"] == pytest.approx(0.875 - 0.845)
+    assert w["gap_to_best"] == pytest.approx(0.875 - 0.89)
+    top = winner_vs_random([0.95, 0.93], random, resamples=300)
+    assert top["percentile"] == 100.0 and top["winner_seed_spread"] == pytest.approx(np.std([0.95, 0.93], ddof=1))
+
+
+def test_picked_archs_lie_in_the_window_one_per_macs_stratum(tiny_space):
+    table = cost_table(tiny_space)
+    macs = sorted(table(a).macs for a in pick_archs(tiny_space, Bounds(), 50, seed=1, pool=5000))
+    lo, hi = macs[0], macs[-1]
+    window = Bounds(min_macs=lo + (hi - lo) * 0.25, max_macs=lo + (hi - lo) * 0.75)
+    archs = pick_archs(tiny_space, window, 8, seed=3, pool=5000)
+    got = [table(a).macs for a in archs]
+    assert len(set(map(str, archs))) == 8
+    assert all(window.min_macs <= m <= window.max_macs for m in got)
+    assert got == sorted(got)  # strata are taken in MACs order, one arch each
+    assert got[-1] - got[0] > 0.6 * (window.max_macs - window.min_macs)  # they span the window
+    assert pick_archs(tiny_space, window, 8, seed=3, pool=5000) == archs  # seeded
+    with pytest.raises(Exception, match="widen the window"):
+        pick_archs(tiny_space, Bounds(max_macs=1), 4)
+
+
+def test_space_hash_keys_are_stable_for_equal_spaces():
+    from spos.store import config_hash
+
+    assert config_hash(SearchSpace().to_dict()) == config_hash(SearchSpace().to_dict())
+    assert config_hash(SearchSpace().to_dict()) != config_hash(SearchSpace(use_se=True).to_dict())

@@ -25,7 +25,7 @@ def tiny_pipeline(tmp_path) -> dict:
         "out": str(tmp_path / "run"),
         "budget_macs": 300_000,
         "space": {**TINY_SPACE, "input_channels": 1, "num_classes": 10},
-        "supernet": {**common, "epochs": 2, "max_steps": 6, "holdout": 64, "bn_images": 64, "val_size": 50,
+        "supernet": {**common, "epochs": 2, "max_steps": 6, "holdout": 64, "recal_images": 64, "val_size": 50,
                      "sampler": "strolling", "warmup_start_epoch": 1},
         "search": {"population": 6, "parents": 2, "generations": 2, "recal_images": 64, "holdout": 64,
                    "batch_size": 64},
@@ -113,7 +113,7 @@ def test_imagenet_pipeline_script_dry_run_on_a_fake_imagefolder(tmp_path):
             for i in range(n // 2 if split == "val" else n):
                 Image.new("RGB", (64, 48), (40 * i % 255, 90, 30)).save(root / split / c / f"{i}.JPEG")
     repo = Path(__file__).resolve().parents[1]
-    sets = ["supernet.max_steps=1", "supernet.batch_size=2", "supernet.holdout=4", "supernet.bn_images=2",
+    sets = ["supernet.max_steps=1", "supernet.batch_size=2", "supernet.holdout=4", "supernet.recal_images=2",
             "supernet.val_size=2", "supernet.workers=0", "supernet.eval_batch_size=2",
             "search.population=2", "search.parents=1", "search.generations=1", "search.recal_images=2",
             "search.holdout=2", "search.batch_size=2", "subnet.max_steps=1", "subnet.batch_size=2",

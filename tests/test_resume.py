@@ -24,7 +24,7 @@ def test_run_killed_with_sigkill_and_resumed_equals_uninterrupted_run(tmp_path):
     # 230 train images, batch 16: 14 steps per epoch; 3 epochs, checkpoint every step. The
     # channel warm-up starts at epoch 1, so the sampler's state matters across the kill.
     cfg = {"space": TINY_SPACE, "epochs": 3, "batch_size": 16, "lr": 0.05, "warmup_steps": 3,
-           "schedule": "cosine", "bn_images": 32, "val_size": 32, "checkpoint_every": 1,
+           "schedule": "cosine", "recal_images": 32, "val_size": 32, "checkpoint_every": 1,
            "warmup_start_epoch": 1, "seed": 5}  # fmt: skip
     (tmp_path / "c.json").write_text(json.dumps(cfg))  # JSON is YAML
 

@@ -97,3 +97,26 @@ def test_space_dict_round_trip_and_presets():
     assert SearchSpace.from_dict(s.to_dict()) == s
     assert SearchSpace.preset("oneshot", width=0.5).stage_channels == (32, 80, 160, 320)
     assert largest(SPACE).blocks == (3,) * 20 and smallest(SPACE).channels == (2,) * 20
+
+
+def test_from_options_builds_a_layout_or_explicit_channels_with_defaults_underneath():
+    dataset = {"num_classes": 10, "input_channels": 1, "input_size": 28}
+    s = SearchSpace.from_options({"layout": "oneshot", "width": 0.5, "use_se": True}, defaults=dataset)
+    assert s == SearchSpace.preset("oneshot", width=0.5, use_se=True, **dataset)
+    assert SearchSpace.from_options({"input_size": 64}, defaults=dataset).input_size == 64
+    explicit = SearchSpace.from_options({"stage_channels": [32, 80, 160, 320]}, defaults={"layout": "shufflenetv2+"})
+    assert explicit.stage_channels == (32, 80, 160, 320)
+    by_layout = SearchSpace.from_options({"width": 2.0}, defaults={"stage_channels": (32, 80, 160, 320)})
+    assert by_layout.stage_channels == (128, 320, 640, 1280)
+    assert SearchSpace.from_options({}) == SearchSpace()
+
+
+def test_from_options_names_unknown_keys_mixed_forms_and_bad_values():
+    with pytest.raises(SposError, match=r"unknown search-space keys \['depth'\].*'layout'"):
+        SearchSpace.from_options({"depth": 3})
+    with pytest.raises(SposError, match="either stage_channels or layout/width"):
+        SearchSpace.from_options({"layout": "oneshot", "stage_channels": [64, 160, 320, 640]})
+    with pytest.raises(SposError, match="bad search-space value"):
+        SearchSpace.from_options({"width": "wide"})
+    with pytest.raises(SposError, match="unknown layout"):
+        SearchSpace.from_options({"layout": "resnet"})

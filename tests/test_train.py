@@ -31,7 +31,7 @@ def fashion(tmp_path, monkeypatch):
 
 def tiny_config(tmp_path, **kw) -> TrainConfig:
     base = {"space": dict(TINY_SPACE), "epochs": 2, "batch_size": 32, "lr": 0.05, "warmup_steps": 2,
-                "bn_images": 64, "val_size": 64, "eval_batch_size": 64, "progress": False, "out": str(tmp_path / "run")}  # fmt: skip
+                "recal_images": 64, "val_size": 64, "eval_batch_size": 64, "progress": False, "out": str(tmp_path / "run")}  # fmt: skip
     base.update(kw)
     return TrainConfig.from_dict(base)
 

@@ -36,12 +36,11 @@ import numpy as np
 
 from .cost.bounds import Bounds
 from .cost.table import BatchPricer, cost_table
-from .errors import SposError
+from .errors import SposError, dataclass_from_dict
 from .genes import to_arch, uniform_genes
 from .runs import (
     atomic_write_json,
     atomic_write_text,
-    dataclass_from_dict,
     load_checkpoint,
     load_yaml_config,
     write_run_info,

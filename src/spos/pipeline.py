@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch.distributed as dist
 from . import data as datalib
 from .cost.counting import count_micronet
 from .cost.table import cost_table
-from .errors import SposError
+from .errors import SposError, check_keys
 from .nn.io import load_model, model_from_checkpoint
 from .report import write_report
 from .runs import atomic_write_json, load_checkpoint, write_run_info
@@ -55,10 +55,7 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PipelineConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SposError(f"unknown pipeline config keys {unknown}; allowed: {sorted(known)}")
+        check_keys(cls, d, "pipeline config keys")
         for key in ("space", "supernet", "search", "subnet"):
             if not isinstance(d.get(key, {}) or {}, dict):
                 raise SposError(f"pipeline config section {key!r} must be a mapping")
@@ -103,7 +100,10 @@ def run_pipeline(
 ) -> dict:
     """Run (or continue, with ``resume``) every stage; returns the summary written to
     ``summary.json``. Raises :class:`SposError` if ``config.out`` holds another run and
-    ``resume`` is False."""
+    ``resume`` is False.
+
+    Longer than a screen: the stages in order, each one line, read top to bottom.
+    """
     out = Path(config.out)
     state_path = out / "pipeline.json"
     # Under torchrun every rank runs the training and search stages; rank 0 alone writes the

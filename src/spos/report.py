@@ -17,22 +17,17 @@ if TYPE_CHECKING:
     from .pipeline import PipelineConfig
 
 
-def write_report(config: PipelineConfig, summary: dict) -> None:
-    """``report.md`` with the figures it links to (all paths relative to the run folder)."""
+def _sampling_figure(config: PipelineConfig, space, window_dict: dict | None, out: Path) -> dict | None:
+    """``sampling.png`` and ``sampling.json`` (drawn once); returns each sampler's coverage."""
     from .plots import plot_sampling
     from .sampling.coverage import compare_samplers
-    from .train.config import build_space
-    out = Path(config.out)
-    plot_training_curves({"supernet": out / "supernet" / "metrics.jsonl",
-                          "subnet": out / "subnet" / "metrics.jsonl"}, out / "training.png")  # fmt: skip
-    sup_cfg = config.supernet_config()
-    space, _ = build_space(sup_cfg)
+
     sampling_png = out / "sampling.png"
     coverage = None
     if not sampling_png.is_file():
         from .cost.bounds import Bounds
         from .sampling.coverage import default_window
-        window = Bounds(**sup_cfg.window) if sup_cfg.window else default_window(space)
+        window = Bounds(**window_dict) if window_dict else default_window(space)
         n = config.sampling_plot_samples
         try:
             comparison = compare_samplers(space, window, n=n, seed=config.seed)
@@ -45,6 +40,18 @@ def write_report(config: PipelineConfig, summary: dict) -> None:
                                                   "in_window": comparison.in_window})  # fmt: skip
     elif (out / "sampling.json").is_file():
         coverage = json.loads((out / "sampling.json").read_text())["coverage"]
+    return coverage
+
+
+def write_report(config: PipelineConfig, summary: dict) -> None:
+    """``report.md`` with the figures it links to (all paths relative to the run folder)."""
+    from .train.config import build_space
+    out = Path(config.out)
+    plot_training_curves({"supernet": out / "supernet" / "metrics.jsonl",
+                          "subnet": out / "subnet" / "metrics.jsonl"}, out / "training.png")  # fmt: skip
+    sup_cfg = config.supernet_config()
+    space, _ = build_space(sup_cfg)
+    coverage = _sampling_figure(config, space, sup_cfg.window, out)
     s = summary
     rows = "\n".join(
         f"| {i + 1} | `{c['arch']}` | {100 * c['accuracy']:.2f} | {c['macs'] / 1e6:.2f} | "

@@ -123,14 +123,3 @@ def load_yaml_config(path: str | os.PathLike) -> dict:
         raise SposError(f"config file {path} must hold a mapping of option: value")
     return data
 
-
-def dataclass_from_dict(cls, d: dict, where: str):
-    """``cls(**d)`` for a config dataclass, refusing keys it does not have with one line that
-    names them and the allowed ones (``where`` says which section, e.g. "search options")."""
-    from dataclasses import fields
-
-    known = sorted(f.name for f in fields(cls))
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise SposError(f"unknown {where} {unknown}; allowed: {known}")
-    return cls(**d)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-from .errors import SposError
+from .errors import SposError, dataclass_from_dict
 
 #: Channel scales a channel gene indexes (SPEC §1). Stored in tenths for exact integer widths.
 SCALES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
@@ -126,12 +126,40 @@ class SearchSpace:
         return cls(stage_channels=channels, **kwargs)
 
     @classmethod
-    def from_dict(cls, d: dict) -> SearchSpace:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
+    def from_options(cls, opts: dict, defaults: dict | None = None) -> SearchSpace:
+        """The one way to build a space from user input (a config's ``space:`` section, CLI
+        flags): SearchSpace fields, with ``layout`` (a :data:`LAYOUTS` name) and ``width`` (a
+        multiplier on its channels) as an alternative to ``stage_channels``.
+
+        ``defaults`` (e.g. :func:`spos.data.data_info`'s classes, channels and input size) fill
+        the keys ``opts`` does not give; ``opts``' ``stage_channels`` overrides a default
+        layout/width and vice versa. Unknown keys, both forms at once and bad values raise
+        SposError naming them.
+        """
+        given = dict(opts)
+        allowed = set(cls.__dataclass_fields__) | {"layout", "width"}
+        unknown = sorted(set(given) - allowed)
         if unknown:
-            raise SposError(f"unknown search-space keys {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**d)
+            raise SposError(f"unknown search-space keys {unknown}; allowed: {sorted(allowed)}")
+        base = dict(defaults or {})
+        if "stage_channels" in given:
+            base.pop("layout", None), base.pop("width", None)
+        if given.keys() & {"layout", "width"}:
+            base.pop("stage_channels", None)
+        merged = {**base, **given}
+        layout, width = merged.pop("layout", None), merged.pop("width", None)
+        if "stage_channels" in merged and (layout, width) != (None, None):
+            raise SposError("space: give either stage_channels or layout/width, not both")
+        try:
+            if (layout, width) == (None, None):
+                return cls.from_dict(merged)
+            return cls.preset(layout or "oneshot", width=1.0 if width is None else float(width), **merged)
+        except (TypeError, ValueError) as e:  # e.g. a YAML string where a number belongs
+            raise SposError(f"bad search-space value: {e}") from None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchSpace:
+        return dataclass_from_dict(cls, d, "search-space keys")
 
     def to_dict(self) -> dict:
         d = asdict(self)

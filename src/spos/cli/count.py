@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import zoo
-from ..cost.counting import count_micronet
-from ..cost.table import cost_table
-from ..nn.supernet import SubNet
-from ..space import BLOCK_NAMES, SCALES
 from .common import add_space_args, space_from_args
 
 
@@ -26,30 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def count_arch(text: str, space=None) -> dict:
-    """The figures ``spos count`` prints, as a dict (library entry point)."""
-    arch, space = zoo.resolve(text, space)
-    costs = cost_table(space)(arch)
-    micro = count_micronet(SubNet(space, arch), space.input_size, space.input_channels)
-    return {
-        "arch": str(arch),
-        "macs": costs.macs,
-        "params": costs.params,
-        "sigma_score": round(costs.sigma_score, 6),
-        "micronet_params": micro.params,
-        "micronet_mults": micro.mults,
-        "micronet_adds": micro.adds,
-        "micronet_score": round(micro.score, 6),
-        "use_se": space.use_se,
-        "last_conv_after_pooling": space.last_conv_after_pooling,
-        "input_size": space.input_size,
-        "num_classes": space.num_classes,
-        "blocks": [BLOCK_NAMES[b] for b in arch.blocks],
-        "scales": [SCALES[c] for c in arch.channels],
-    }
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..deploy.profile import count_arch
+
     result = count_arch(args.arch, space_from_args(args))
     if args.json:
         print(json.dumps(result))

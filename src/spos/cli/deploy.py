@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
-from pathlib import Path
 
-from .. import zoo
 from ..errors import SposError
+from ..space import SearchSpace
 from .common import add_space_args, space_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_profile(sub)
+    _register_export(sub)
+    _register_quantize(sub)
+    _register_latency_table(sub)
+
+
+def _register_profile(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile",
         help="op-by-op MACs / params / MicroNet table of an arch or zoo model",
@@ -29,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_space_args(p)
     p.set_defaults(func=run_profile)
 
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export an arch, zoo model or trained subnet to ONNX (BN folded)",
@@ -56,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_space_args(p)
     p.set_defaults(input_size=None, func=run_export)  # None: a checkpoint keeps its own size
 
+
+def _register_quantize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quantize",
         help="int8 static quantisation of an ONNX model (onnxruntime)",
@@ -98,12 +107,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=run_quantize)
 
+
+def _register_latency_table(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "latency-table",
         help="measure a latency lookup table for latency-constrained search",
         description="Median latency (ms) of every (position, block, allowed channel "
         "gene) of the search space plus stem and head, measured once per distinct "
-        "position and BN-folded; `search --latency-table FILE` sums its entries.",
+        "position and BN-folded; `spos search --latency-table FILE` sums its entries.",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
@@ -128,147 +139,50 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ---- profile ---------------------------------------------------------------------------------
 
-_COLUMNS = (
-    "name",
-    "op",
-    "input_shape",
-    "kernel",
-    "cin",
-    "cout",
-    "params",
-    "mults",
-    "adds",
-    "macs",
-    "quantizable",
-)
-
-
-def profile_arch(text: str, space=None, micronet: bool = False) -> list:
-    """The rows ``spos profile`` prints (library entry point); built on the meta device."""
-    import torch
-
-    from ..cost.counting import profile
-    from ..nn.supernet import SubNet
-
-    arch, space = zoo.resolve(text, space)
-    if micronet:  # folding needs real BN statistics to compute, though only shapes matter
-        model = SubNet(space, arch)
-    else:
-        with torch.device("meta"):
-            model = SubNet(space, arch)
-    return profile(model, space.input_size, space.input_channels, micronet=micronet)
+_HEAD = ("op name", "op", "input", "k", "Cin", "Cout", "params", "mults", "adds", "MACs", "quant")
+_WIDTHS = (34, 10, 12, 3, 5, 5, 9, 12, 12, 12, 6)
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from ..cost.counting import micronet_score
+    from ..deploy.profile import COLUMNS, profile_arch
 
-    rows = profile_arch(args.arch, space_from_args(args), args.micronet)
-    totals = {k: sum(getattr(r, k) for r in rows) for k in ("params", "mults", "adds", "macs")}
-    widths = (34, 10, 12, 3, 5, 5, 9, 12, 12, 12, 6)
-    head = (
-        "op name",
-        "op",
-        "input",
-        "k",
-        "Cin",
-        "Cout",
-        "params",
-        "mults",
-        "adds",
-        "MACs",
-        "quant",
-    )
-    print(
-        " ".join(
-            f"{h:<{w}}" if i < 3 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(head, widths))
-        )
-    )
-    for r in rows:
+    prof = profile_arch(args.arch, space_from_args(args), args.micronet)
+    print(" ".join(f"{h:<{w}}" if i < 3 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(_HEAD, _WIDTHS))))
+    for r in prof.rows:
         d = r.as_dict()
-        cells = [d[c] for c in _COLUMNS]
+        cells = [d[c] for c in COLUMNS]
         cells[-1] = "yes" if r.quantizable else "no"
         print(
             " ".join(
                 f"{c!s:<{w}}" if i < 3 else f"{c:>{w}}" if isinstance(c, str) else f"{c:>{w},}"
-                for i, (c, w) in enumerate(zip(cells, widths))
+                for i, (c, w) in enumerate(zip(cells, _WIDTHS))
             )
         )
-    quant = [r for r in rows if r.quantizable]
+    t, quant = prof.totals, prof.quantizable
     print(
-        f"total: {len(rows)} ops, params {totals['params']:,}, mults {totals['mults']:,}, "
-        f"adds {totals['adds']:,}, MACs {totals['macs']:,}"
+        f"total: {len(prof.rows)} ops, params {t['params']:,}, mults {t['mults']:,}, "
+        f"adds {t['adds']:,}, MACs {t['macs']:,}"
     )
-    print(
-        f"quantizable ops: mults {sum(r.mults for r in quant):,}, adds {sum(r.adds for r in quant):,}"
-    )
+    print(f"quantizable ops: mults {sum(r.mults for r in quant):,}, adds {sum(r.adds for r in quant):,}")
     if args.micronet:
-        print(
-            f"MicroNet score {micronet_score(totals['params'], totals['mults'], totals['adds']):.4f} "
-            f"(params/6.9M + (mults+adds)/1170M)"
-        )
+        print(f"MicroNet score {prof.micronet_score:.4f} (params/6.9M + (mults+adds)/1170M)")
     if args.csv:
-        out = Path(args.csv)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(_COLUMNS))
-            w.writeheader()
-            for r in rows:
-                w.writerow(r.as_dict())
-            w.writerow({"name": "TOTAL", **totals})
-        print(f"wrote {out}")
+        print(f"wrote {prof.write_csv(args.csv)}")
     return 0
 
 
 # ---- export ----------------------------------------------------------------------------------
 
 
-def load_for_export(source: str, args: argparse.Namespace):
-    """(model, space) from a trained subnet file or an arch / zoo name with seeded random weights."""
-    import torch
-
-    from ..nn.io import load_model
-    from ..nn.supernet import SubNet
-
-    if Path(source).is_file() or source.endswith((".pt", ".pth")):
-        model, space, arch = load_model(source)
-        if arch is None:
-            raise SposError(
-                f"{source} holds a supernet; export one subnet: pass a subnet's final.pt or "
-                f"an arch string (`spos search` prints the best arch)"
-            )
-        if args.input_size is not None and args.input_size != space.input_size:
-            space = space.replace(input_size=args.input_size)  # weights do not depend on resolution
-        return model, space
-    if args.input_size is None:
-        args.input_size = 224
-    arch, space = zoo.resolve(source, space_from_args(args))
-    torch.manual_seed(args.seed)
-    return SubNet(space, arch), space
-
-
 def run_export(args: argparse.Namespace) -> int:
-    import torch
+    from ..deploy.export import export_source
 
-    from ..deploy.export import export_onnx
-    from ..nn.onnx import INPUT_NAME, ort_session
-
-    model, space = load_for_export(args.source, args)
-    shape = (space.input_channels, space.input_size, space.input_size)
-    out = Path(args.onnx)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, out, shape, graph=args.graph, dynamo=args.dynamo)
-    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ref = model.eval()(x).numpy()
-    got = ort_session(out).run(None, {INPUT_NAME: x.numpy()})[0]
-    diff = float(abs(got - ref).max())
-    if diff > 1e-4:
-        raise SposError(
-            f"exported model differs from PyTorch by {diff:.2e} (> 1e-4); please report this"
-        )
+    # An explicit --input-size overrides a checkpoint's resolution; an arch string defaults to 224.
+    result = export_source(args.source, args.onnx, graph=args.graph, dynamo=args.dynamo,
+                           space=space_from_args(args), input_size=args.input_size, seed=args.seed)  # fmt: skip
     print(
-        f"wrote {out} (input 1x{'x'.join(map(str, shape))}, dynamic batch; onnxruntime vs PyTorch "
-        f"max abs diff {diff:.1e})"
+        f"wrote {result.path} (input 1x{'x'.join(map(str, result.input_shape))}, dynamic batch; "
+        f"onnxruntime vs PyTorch max abs diff {result.max_abs_diff:.1e})"
     )
     return 0
 
@@ -276,62 +190,30 @@ def run_export(args: argparse.Namespace) -> int:
 # ---- quantize --------------------------------------------------------------------------------
 
 
-def _images(data: str, split: str, n: int, shape: tuple[int, int, int]):
-    import torch
-
-    from ..data import dataset, to_tensors
-
-    ds = dataset(data, split, train=False, input_size=shape[1])
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[
-        : min(n, len(ds))
-    ].tolist()
-    images, labels = to_tensors(ds, idx)
-    if tuple(images.shape[1:]) != tuple(shape):
-        raise SposError(
-            f"{data} gives images of shape {tuple(images.shape[1:])} but the model expects "
-            f"{tuple(shape)}; export the model for this dataset's size and channels"
-        )
-    return images, labels
-
-
 def run_quantize(args: argparse.Namespace) -> int:
-    from ..cost.timing import onnx_latency
-    from ..deploy.export import onnx_accuracy
-    from ..deploy.quantize import quantize_onnx
-    from ..nn.onnx import onnx_input_shape, strided_slices
+    from ..deploy.quantize import quantize_and_measure
 
-    shape = onnx_input_shape(args.model)
     if args.calib_images < 1:
         raise SposError("--calib-images must be at least 1")
-    calib, _ = _images(args.calib, "train", args.calib_images, shape)
-    if strided_slices(args.model):
+    r = quantize_and_measure(args.model, args.out, args.calib, calib_images=args.calib_images,
+                             eval_images=args.eval_images, threads=args.threads, fmt=args.format,
+                             per_channel=not args.per_tensor, method=args.method,
+                             exclude_op_types=args.exclude)  # fmt: skip
+    if r.strided_slices:
         print(
             f"note: {args.model} splits channels with strided slices, which onnxruntime's int8 "
             f"kernels run slowly; `spos export ... --graph int8` writes the same model without them"
         )
-    quantize_onnx(
-        args.model,
-        args.out,
-        calib,
-        fmt=args.format,
-        per_channel=not args.per_tensor,
-        method=args.method,
-        exclude_op_types=args.exclude,
-    )
     print(
         f"wrote {args.out} ({args.format}, int8 weights per {'tensor' if args.per_tensor else 'channel'}, "
-        f"calibrated on {len(calib)} images of {args.calib})"
+        f"calibrated on {r.calib_images} images of {args.calib})"
     )
-    if args.eval_images > 0:
-        images, labels = _images(args.calib, "val", args.eval_images, shape)
-        a32 = onnx_accuracy(args.model, images, labels, args.threads)
-        a8 = onnx_accuracy(args.out, images, labels, args.threads)
+    if r.top1_fp32 is not None and r.top1_int8 is not None:
         print(
-            f"top-1 on {len(images)} test images: fp32 {100 * a32:.2f}%  int8 {100 * a8:.2f}%  "
-            f"(change {100 * (a8 - a32):+.2f} points)"
+            f"top-1 on {r.eval_images} test images: fp32 {100 * r.top1_fp32:.2f}%  "
+            f"int8 {100 * r.top1_int8:.2f}%  (change {100 * (r.top1_int8 - r.top1_fp32):+.2f} points)"
         )
-    t32 = onnx_latency(args.model, shape, args.threads)
-    t8 = onnx_latency(args.out, shape, args.threads)
+    t32, t8 = r.latency_fp32_ms, r.latency_int8_ms
     print(
         f"latency, batch 1, {args.threads} threads: fp32 {t32:.3f} ms  int8 {t8:.3f} ms  ({t8 / t32:.2f}x)"
     )
@@ -349,10 +231,10 @@ def run_latency_table(args: argparse.Namespace) -> int:
         cfg = load_yaml_config(args.config)
         if not isinstance(cfg.get("space"), dict):
             raise SposError(f"config {args.config} has no `space:` mapping to build the table for")
-        from ..train.config import TrainConfig, build_space
+        from ..data import data_info
 
         # The same resolution as training (layout/width keys, the dataset's defaults).
-        space, _ = build_space(TrainConfig(data=cfg.get("data", "builtin"), space=cfg["space"]))
+        space = SearchSpace.from_options(cfg["space"], defaults=data_info(cfg.get("data", "builtin")))
     else:
         space = space_from_args(args).replace(channel_genes=tuple(range(2, 10)))
     if min(args.repeats, args.threads, args.batch_size, args.rounds) < 1 or args.warmup < 0:

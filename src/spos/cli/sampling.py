@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 from ..cost.bounds import Bounds
 from ..errors import SposError
@@ -13,17 +12,7 @@ from ..runs import load_yaml_config
 from ..sampling.coverage import SPEC_WINDOW, compare_samplers, default_window
 from ..sampling.samplers import KINDS
 from ..space import SCALES, SearchSpace
-from .common import add_space_args
-
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
-
-
-def count_value(text: str) -> float:
-    """'190M', '2.8m', '5e6' or '5000000' as a number (k, M, G suffixes)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmg]?)\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count; write e.g. 190M, 2.8M or 5e6")
-    return float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+from .common import add_space_args, amount
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,10 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="smallest channel scale sampled (default 0.6: genes 0.6..2.0)")  # fmt: skip
     w = p.add_argument_group("target window (counts accept k/M/G suffixes, e.g. 190M)")
     for flag in ("--min-macs", "--max-macs", "--min-params", "--max-params"):
-        w.add_argument(flag, type=count_value, default=None)
+        w.add_argument(flag, type=amount, default=None)
     p.add_argument("--samples", type=int, default=5000, help="paths per sampler")
     p.add_argument("--grid", type=int, default=20, help="coverage grid cells per side")
-    p.add_argument("--bin-macs", type=count_value, default=None,
+    p.add_argument("--bin-macs", type=amount, default=None,
                    help="strolling MACs bin (default 20M; windows under 100M MACs get 10 bins)")  # fmt: skip
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default="sampling.png", help="PNG file to write")

@@ -8,20 +8,13 @@ import sys
 
 from ..errors import SposError
 from ..runs import load_yaml_config
-from ..runtime import parse_amount
 from ..search.config import SearchConfig
 from ..search.run import run_search
+from .common import amount
 
 # Options that are not SearchConfig fields, with their defaults.
 _RUN_DEFAULTS = {"supernet": None, "data": "builtin", "out": "runs/search", "device": "auto",
                  "latency_table": None, "resume": False}  # fmt: skip
-
-
-def _amount(text: str) -> float:
-    try:
-        return parse_amount(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 330M or 3.4e6, got {text!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,12 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--top-k", type=int, help=f"candidates listed in best.json (default {d.top_k})")
 
     c = p.add_argument_group("constraints and fitness (MACs per image; numbers take K/M/G)")
-    c.add_argument("--max-macs", type=_amount)
-    c.add_argument("--min-macs", type=_amount)
-    c.add_argument("--max-params", type=_amount)
+    c.add_argument("--max-macs", type=amount)
+    c.add_argument("--min-macs", type=amount)
+    c.add_argument("--max-params", type=amount)
     c.add_argument("--max-score", type=float, help="ceiling on MACs/328M + params/3.4M")
     c.add_argument("--max-latency-ms", type=float, help="needs --latency-table")
-    c.add_argument("--latency-table", metavar="FILE", help="latency table from spos deploy")
+    c.add_argument("--latency-table", metavar="FILE", help="latency table from `spos latency-table`")
     c.add_argument("--fitness", choices=("acc", "acc-score"), help="acc (default) or acc - ratio * score")
     c.add_argument("--score-ratio", type=float, help=f"ratio for acc-score (default {d.score_ratio})")
 

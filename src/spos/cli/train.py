@@ -26,7 +26,7 @@ _FLAGS = [
     ("--grad-clip", "grad_clip", float, "clip the global gradient norm to this value"),
     ("--amp", "amp", str, "CUDA mixed precision: auto, bf16, fp16 or none"),
     ("--holdout", "holdout", float, "supernet: train images held out for the search (<1: fraction)"),
-    ("--bn-images", "bn_images", int, "train images for BN recalibration of validation paths"),
+    ("--recal-images", "recal_images", int, "train images for BN recalibration of validation paths"),
     ("--val-size", "val_size", int, "validation images per epoch (0: no validation)"),
     ("--checkpoint-every", "checkpoint_every", int, "also checkpoint every N steps"),
     ("--on-error", "on_error", str, "unreadable images: skip (warn and count) or fail"),

@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from ..errors import SposError
-from ..space import BLOCK_NAMES, SCALES, Arch, SearchSpace, mid_channels
+from ..space import BLOCK_NAMES, SCALES, Arch, SearchSpace
+from .table import PartCost, alike_positions, parts
 from .timing import Empty, Timer
 
 
@@ -69,32 +71,20 @@ class LatencyTable:
 
         ``check_archs`` more random subnets, not used for the fit, are timed in the same rounds
         and kept in :attr:`checks` with their predictions: the table's own test of accuracy,
-        which a later measurement could not give if the machine's speed changed in between."""
+        which a later measurement could not give if the machine's speed changed in between.
+
+        Longer than a screen: one measurement plan read top to bottom (jobs, rounds, fit, checks).
+        """
         from ..genes import sample
-        from ..nn.blocks import ChoiceBlock
-        from ..nn.supernet import SubNet, make_classifier, make_head, make_stem
+        from ..nn.supernet import SubNet
+
         timer = Timer(backend, device, threads, warmup, repeats, batch_size)
         image = (space.input_channels, space.input_size, space.input_size)
-        last = space.final_size
-        head_in = (space.stage_channels[-1], last, last)
         jobs: dict[tuple, tuple[nn.Module, tuple]] = {
-            ("stem",): (make_stem(space), image),
-            ("head",): (nn.Sequential(make_head(space), make_classifier(space)), head_in),
+            key: (module, shape) for key, module, shape in parts(space, space.channel_genes)
         }
         positions = space.positions()
-        first: dict[tuple, int] = {}  # positions after the first in a stage are alike
-        alike: dict[int, int] = {}  # position -> the measured position it shares entries with
-        for p in positions:
-            key = (p.in_channels, p.out_channels, p.stride, p.input_size, p.act, p.use_se)
-            alike[p.index] = first.setdefault(key, p.index)
-            if alike[p.index] != p.index:
-                continue
-            shape = (p.in_channels, p.input_size, p.input_size)
-            for b in range(len(BLOCK_NAMES)):
-                for g in space.channel_genes:
-                    mid = mid_channels(p.out_channels, g)
-                    block = ChoiceBlock(p.in_channels, p.out_channels, p.stride, b, mid, p.act, p.use_se)
-                    jobs[("block", p.index, b, g)] = (block, shape)
+        alike = alike_positions(space)  # position -> the measured position it shares entries with
         # Each part runs as its own model: the per-call cost of a model with the same input
         # (feeding and returning tensors of that size) is taken off, and added back once.
         shapes = {shape for _, shape in jobs.values()}
@@ -119,23 +109,37 @@ class LatencyTable:
         overhead = ms[("empty", image)]
         table = cls(space, device, backend, threads, batch_size, overhead, part[("stem",)],
                     part[("head",)], blocks)  # fmt: skip
-        if calib:
-            ratios = [
-                part[("whole", i)] / max(table.predict(a) - overhead, 1e-9)
-                for i, a in enumerate(calib)
-            ]
-            table.scale = float(statistics.median(ratios))
-            if progress:
-                progress(f"calibrated on {len(calib)} whole subnets: scale {table.scale:.3f}")
+        table._calibrate(calib, [part[("whole", i)] for i in range(len(calib))], progress)
         table.checks = [
             {"arch": str(a), "measured_ms": ms[("check", i)], "predicted_ms": table.predict(a)}
             for i, a in enumerate(held_out)
         ]
         return table
 
+    def _calibrate(self, archs: list[Arch], measured: list[float], progress=None) -> None:
+        """Fit :attr:`scale`: the median ratio of whole subnets' measured time (overhead taken
+        off) to the sum of their parts."""
+        if not archs:
+            return
+        ratios = [m / max(self.predict(a) - self.overhead_ms, 1e-9) for a, m in zip(archs, measured)]
+        self.scale = float(statistics.median(ratios))
+        if progress:
+            progress(f"calibrated on {len(archs)} whole subnets: scale {self.scale:.3f}")
+
     def check_errors(self) -> list[float]:
         """Relative error (predicted - measured) / measured of each held-out check subnet."""
         return [(c["predicted_ms"] - c["measured_ms"]) / c["measured_ms"] for c in self.checks]
+
+    @property
+    def model(self) -> PartCost:
+        """This table as a :class:`~spos.cost.table.PartCost` (ms; NaN for unmeasured parts)."""
+        blocks = np.asarray([[[np.nan if v is None else v for v in row] for row in pos] for pos in self.blocks])
+        return PartCost(self.overhead_ms + self.scale * (self.stem_ms + self.head_ms), self.scale * blocks, "ms")
+
+    def predict_batch(self, genes: np.ndarray) -> np.ndarray:
+        """Predicted ms of each candidate in an int array of shape (B, 2N); NaN where a part
+        was not measured (its channel gene is outside the table's space)."""
+        return self.model.predict_batch(genes)
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of ``arch`` in milliseconds."""

@@ -84,7 +84,7 @@ def climb_into_window(
     found: list[np.ndarray] = []
     for _ in range(iterations):
         v = violation(window, *pricer(pop), scale)
-        found.extend(pop[v == 0])
+        found.extend(pop[(v == 0) & pricer.inside(window, pop)])  # latency too, when bounded
         if len(found) >= need:
             break
         elite = pop[np.argsort(v, kind="stable")[:16]]
@@ -107,6 +107,7 @@ class PathSampler:
         window: Bounds | None = None,
         warmup_start_epoch: int | None = None,
         min_channel_gene: int | None = None,
+        latency=None,
     ) -> None:
         self.space = space
         self.seed = int(seed)
@@ -114,7 +115,8 @@ class PathSampler:
         self.warmup_start_epoch = warmup_start_epoch
         self.min_channel_gene = min_channel_gene
         self.full_genes = usable_channel_genes(space, min_channel_gene)  # validates min_channel_gene
-        self._pricer = BatchPricer(space)
+        self.latency = latency  # a cost model with predict_batch, for max_latency_ms windows
+        self._pricer = BatchPricer(space, latency)
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
         self.count = 0  # paths handed out so far
         self.warmup_fallbacks = 0  # of which uniform because the warm-up could not reach the window
@@ -168,13 +170,16 @@ class _ConstrainedSampler(PathSampler):
     """Shared window checks: reachability per set of allowed genes, cached (a pure function)."""
 
     def __init__(self, space: SearchSpace, seed: int = 0, window: Bounds | None = None,
-                 warmup_start_epoch: int | None = None, min_channel_gene: int | None = None) -> None:  # fmt: skip
+                 warmup_start_epoch: int | None = None, min_channel_gene: int | None = None,
+                 latency=None) -> None:  # fmt: skip
         if window is None or window.is_open:
             raise SposError(
                 f"the {self.kind} sampler needs a window: set at least one of min/max MACs and "
                 f"min/max params (or use the uniform sampler)"
             )
-        super().__init__(space, seed, window, warmup_start_epoch, min_channel_gene)
+        if window.needs_latency and latency is None:
+            raise SposError("a max_latency_ms window needs a latency table; set latency_table")
+        super().__init__(space, seed, window, warmup_start_epoch, min_channel_gene, latency)
         self._reach_cache: dict[tuple[int, ...], bool] = {}
         reach = self._pricer.reachable(self.full_genes)
         lo_m, hi_m = window.min_macs, window.max_macs
@@ -234,7 +239,7 @@ class RandomSampler(_ConstrainedSampler):
 
     def _probe(self, allowed: np.ndarray, rng: np.random.Generator) -> bool:
         cand = uniform_genes(rng, self.space.num_blocks, allowed, self.PROBE_DRAWS)
-        hits = int(self.window.mask(*self._pricer(cand)).sum())
+        hits = int(self._pricer.inside(self.window, cand).sum())
         self._rate[tuple(int(g) for g in allowed)] = hits / self.PROBE_DRAWS
         return hits >= self.PROBE_HITS
 
@@ -246,7 +251,7 @@ class RandomSampler(_ConstrainedSampler):
         tries = 0
         while tries < self.MAX_TRIES:
             cand = uniform_genes(self._rng, self.space.num_blocks, allowed, batch)
-            hit = np.flatnonzero(self.window.mask(*self._pricer(cand)))
+            hit = np.flatnonzero(self._pricer.inside(self.window, cand))
             if len(hit):
                 return cand[hit[0]]
             tries += batch
@@ -287,6 +292,7 @@ class StrollingSampler(_ConstrainedSampler):
         bin_macs: float | None = None,
         params_levels: int = 5,
         train_rank: int = 0,
+        latency=None,
     ) -> None:
         if bin_macs is not None and bin_macs <= 0:
             raise SposError(f"bin_macs must be positive, got {bin_macs}")
@@ -298,7 +304,7 @@ class StrollingSampler(_ConstrainedSampler):
         self.parents: np.ndarray | None = None
         self._range_cache: dict[tuple[int, ...], tuple] = {}
         self.bin, self.bin_dir, self.level, self.level_dir = 0, 1, 0, 1
-        super().__init__(space, seed, window, warmup_start_epoch, min_channel_gene)
+        super().__init__(space, seed, window, warmup_start_epoch, min_channel_gene, latency)
 
     def _probe(self, allowed: np.ndarray, rng: np.random.Generator) -> bool:
         return len(climb_into_window(self._pricer, self.window, allowed, rng, need=1)) > 0
@@ -328,7 +334,7 @@ class StrollingSampler(_ConstrainedSampler):
     def _init_parents(self, allowed: np.ndarray) -> np.ndarray:
         n = self.space.num_blocks
         cand = uniform_genes(self._rng, n, allowed, 4096)
-        found = cand[self.window.mask(*self._pricer(cand))][: self.PARENTS]
+        found = cand[self._pricer.inside(self.window, cand)][: self.PARENTS]
         if len(found) < self.PARENTS:
             more = climb_into_window(self._pricer, self.window, allowed, self._rng, self.PARENTS - len(found))
             found = np.concatenate((found, more))
@@ -356,7 +362,7 @@ class StrollingSampler(_ConstrainedSampler):
             mix = rng.random((self.BATCH, 2 * n)) < 0.5
             kids = mutate_genes(rng, np.where(mix, self.parents[j], self.parents[i]), n, allowed, self.MUTATION)
             macs, params = self._pricer(kids)
-            ok = w.mask(macs, params)
+            ok = self._pricer.inside(w, kids)
             in_bin = ok & (macs >= b_lo) & (macs <= b_hi)
             # Keep the first CHILDREN in-bin kids in draw order, plus every in-window kid as a
             # fallback should the bin stay out of reach.
@@ -435,6 +441,7 @@ def build_sampler(
     window: Bounds | None = None,
     warmup_start_epoch: int | None = None,
     min_channel_gene: int | None = None,
+    latency=None,
     **options,
 ) -> PathSampler:
     """A path sampler of ``kind`` (uniform, random or strolling); see the module docstring.
@@ -442,6 +449,8 @@ def build_sampler(
     ``window`` bounds MACs / params for random and strolling (uniform ignores it: it is the
     unconstrained baseline). ``warmup_start_epoch`` is the epoch channel selection starts
     (None: no warm-up); ``min_channel_gene`` the lowest channel gene ever allowed (2 = scale 0.6).
+    ``latency`` is a cost model with ``predict_batch`` (a :class:`~spos.cost.latency.LatencyTable`)
+    for a window with ``max_latency_ms``: the same Bounds as the search's limit the paths.
     ``options`` go to the strolling sampler (``bin_macs``, ``params_levels``, ``train_rank``).
     Raises :class:`SposError` for an unknown kind or an unreachable window.
     """
@@ -450,4 +459,4 @@ def build_sampler(
         raise SposError(f"unknown sampler {kind!r}; choose one of {', '.join(KINDS)}")
     if options and kind != "strolling":
         raise SposError(f"options {sorted(options)} apply to the strolling sampler only")
-    return classes[kind](space, seed, window, warmup_start_epoch, min_channel_gene, **options)
+    return classes[kind](space, seed, window, warmup_start_epoch, min_channel_gene, latency=latency, **options)

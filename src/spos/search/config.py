@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
 from ..cost.bounds import Bounds
-from ..errors import SposError
+from ..errors import SposError, dataclass_from_dict
 from ..runtime import parse_amount
 from ..space import Arch
 
@@ -109,11 +109,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise SposError(f"unknown search options {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "search options")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -158,6 +158,48 @@ def total_generations(config: SearchConfig) -> int:
     return -(-config.candidates // config.population)  # random: chunks of one population
 
 
+def _start_state(state_path, config: SearchConfig, space: SearchSpace, rng: random.Random, resume: bool,
+                 say: Callable[[str], None]) -> dict:  # fmt: skip
+    """A new search state, or the saved one (``rng`` set to where it stopped) when resuming."""
+    state = {"generation": 0, "population": [], "candidates": [], "history": []}
+    if state_path is not None and state_path.is_file():
+        if not resume:
+            raise SposError(f"{state_path.parent} already holds a search; pass --resume to continue it or "
+                            f"choose another --out")  # fmt: skip
+        state = load_state(state_path, config, space)
+        rng.setstate(random_state_from_json(state["rng"]))
+        say(f"resuming {config.method} search at generation {state['generation'] + 1}")
+    elif resume:
+        say(f"no {STATE_FILE} in {state_path.parent if state_path else None}; starting a new search")
+    return state
+
+
+def next_generation(state: dict, evaluated: dict, sampler: CandidateGenerator, config: SearchConfig,
+                    seen: set[str], rng: random.Random) -> tuple[list[str], list[Arch]]:  # fmt: skip
+    """``(survivors, new archs)`` of the next generation (SPEC §5): random search draws a
+    population of fresh archs; evolution keeps the top ``parents`` plus each other member with
+    ``p_select`` and fills the population with children of the survivors."""
+    g = state["generation"]
+    if config.method == "random":
+        return [], sampler.fill(min(config.population, config.candidates - len(evaluated)), seen, rng)
+    if g == 0:
+        return [], sampler.fill(config.population, seen, rng)
+    ranked = rank_candidates([evaluated[a] for a in state["population"]])
+    chosen = ranked[: config.parents] + [c for c in ranked[config.parents :] if rng.random() < config.p_select]
+    survivors = [c["arch"] for c in chosen]
+    parents = [Arch.parse(a, sampler.space.stage_depths) for a in survivors]
+    return survivors, sampler.fill(config.population - len(parents), seen, rng, parents)
+
+
+def _generation_stats(state: dict, evaluated: dict, n_new: int, seconds: float) -> tuple[dict, dict]:
+    """One generation's history record and the best candidate so far."""
+    pop = [evaluated[a]["fitness"] for a in state["population"]]
+    best_all = rank_candidates(state["candidates"])[0]
+    return {"generation": state["generation"], "evaluated": n_new, "best_fitness": max(pop),
+            "mean_fitness": sum(pop) / len(pop), "best_so_far": best_all["fitness"],
+            "seconds": seconds}, best_all  # fmt: skip
+
+
 def search(
     supernet: SuperNet,
     data: SearchData,
@@ -175,6 +217,7 @@ def search(
     With ``out_dir`` the state is saved after every generation and the outputs written there
     (rank 0 only); ``resume=True`` continues from its ``search_state.json``. ``on_generation(g,
     stats)`` is called after generation ``g`` is evaluated and saved.
+    Longer than a screen: the generation loop with its resume and output steps in order.
     """
     config = config or SearchConfig()
     space = supernet.space
@@ -185,37 +228,15 @@ def search(
     out = Path(out_dir) if out_dir is not None else None
 
     rng = random.Random(config.seed)
-    state = {"generation": 0, "population": [], "candidates": [], "history": []}
     state_path = out / STATE_FILE if out is not None else None
-    if state_path is not None and state_path.is_file():
-        if not resume:
-            raise SposError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
-        state = load_state(state_path, config, space)
-        rng.setstate(random_state_from_json(state["rng"]))
-        say(f"resuming {config.method} search at generation {state['generation'] + 1}")
-    elif resume:
-        say(f"no {STATE_FILE} in {out}; starting a new search")
-
+    state = _start_state(state_path, config, space, rng, resume, say)
     evaluated = {c["arch"]: c for c in state["candidates"]}
     seen = set(evaluated)
     total = total_generations(config)
     while state["generation"] < total:
         g = state["generation"]
         t0 = time.perf_counter()
-        if config.method == "random":
-            n = min(config.population, config.candidates - len(evaluated))
-            new = sampler.fill(n, seen, rng)
-            survivors: list[str] = []
-        elif g == 0:
-            new = sampler.fill(config.population, seen, rng)
-            survivors = []
-        else:
-            ranked = rank_candidates([evaluated[a] for a in state["population"]])
-            chosen = ranked[: config.parents] + [c for c in ranked[config.parents :] if rng.random() < config.p_select]
-            survivors = [c["arch"] for c in chosen]
-            parents = [Arch.parse(a, space.stage_depths) for a in survivors]
-            new = sampler.fill(config.population - len(parents), seen, rng, parents)
-
+        survivors, new = next_generation(state, evaluated, sampler, config, seen, rng)
         accuracies = evaluate_shared(new, evaluator)
         for arch in new:
             key = str(arch)
@@ -225,19 +246,14 @@ def search(
                               "fitness": fitness_of(config, acc, m["score"]), **m}  # fmt: skip
             state["candidates"].append(evaluated[key])
         state["population"] = survivors + [str(a) for a in new]
-        pop = [evaluated[a]["fitness"] for a in state["population"]]
-        best_all = rank_candidates(state["candidates"])[0]
-        stats = {"generation": g, "evaluated": len(new), "best_fitness": max(pop),
-                 "mean_fitness": sum(pop) / len(pop), "best_so_far": best_all["fitness"],
-                 "seconds": time.perf_counter() - t0}  # fmt: skip
+        stats, best_all = _generation_stats(state, evaluated, len(new), time.perf_counter() - t0)
         state["history"].append(stats)
         state["generation"] = g + 1
         state["rng"] = random_state_to_json(rng.getstate())
         if out is not None and rank == 0:
             save_state(state_path, state, config, space)
             write_candidates(out / "candidates.csv", state["candidates"])
-        say(f"generation {g + 1}/{total}: {len(new)} evaluated in {stats['seconds']:.1f} s "
-            f"({stats['seconds'] / max(1, len(new)):.2f} s each); population best "
+        say(f"generation {g + 1}/{total}: {len(new)} evaluated in {stats['seconds']:.1f} s; population best "
             f"{stats['best_fitness']:.4f} mean {stats['mean_fitness']:.4f}; best so far "
             f"{best_all['arch']} acc {best_all['accuracy']:.4f}")  # fmt: skip
         if on_generation is not None:

@@ -98,7 +98,7 @@ def run_search(
     train_config = ckpt.get("config") or {}
     if arch is not None or not isinstance(model, SuperNet):
         raise SposError(f"{supernet_path} holds a subnet ({arch}); search needs a supernet file "
-                        f"(final.pt of `spos train supernet`)")  # fmt: skip
+                        f"(final.pt of `spos train-supernet`)")  # fmt: skip
     latency = None
     if latency_table is not None:
         try:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import warnings
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import data, zoo
-from ..errors import SposError
+from ..errors import SposError, dataclass_from_dict
 from ..space import Arch, SearchSpace
+
+#: Old config key -> its name now (accepted with a deprecation note; checkpoints written with the
+#: old name resume as if they had the new one).
+RENAMED = {"bn_images": "recal_images"}
+
+
+def upgrade_keys(d: dict, where: str = "config") -> dict:
+    """``d`` with every :data:`RENAMED` key under its new name; warns once per old key."""
+    out = dict(d)
+    for old, new in RENAMED.items():
+        if old in out:
+            if new in out:
+                raise SposError(f"{where} sets both {old!r} and {new!r}; keep {new!r} only")
+            warnings.warn(f"{where} key {old!r} is deprecated; call it {new!r}", FutureWarning, stacklevel=3)
+            out[new] = out.pop(old)
+    return out
+
 
 #: Config keys that may differ between a run and its resumption (they do not change the weights).
 RESUME_NEUTRAL = ("max_steps", "checkpoint_every", "workers", "device", "progress", "out",
@@ -38,11 +56,12 @@ class TrainConfig:
     amp: str = "auto"  # CUDA only: "auto" (bf16 where supported), "bf16", "fp16", "none"
     channels_last: bool = True  # NHWC weights and activations: faster convs on CPU and GPU
     sampler: str = "uniform"  # supernet: "uniform", "random" or "strolling" (spos.sampling)
-    window: dict | None = None  # min_macs/max_macs/min_params/max_params for random/strolling
+    window: dict | None = None  # Bounds keys (min/max MACs and params, max_latency_ms) for random/strolling
+    latency_table: str | None = None  # a latency-table JSON: lets the window bound max_latency_ms
     warmup_start_epoch: int | None = None  # channel selection starts here (SPEC §4); None: at once
     min_channel_gene: int | None = None
     holdout: float = 0.1  # supernet: train images kept out for the search (<1: fraction; else count)
-    bn_images: int = 2000  # train images for BN recalibration of the validation paths
+    recal_images: int = 2000  # train images for BN recalibration of the validation paths
     val_size: int | None = None  # validation images per epoch (None: the whole val split; 0: none)
     eval_batch_size: int = 256
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
@@ -55,11 +74,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SposError(f"unknown {where} keys {unknown}; allowed: {sorted(known)}")
-        cfg = cls(**d)
+        """A checked config from a mapping; old key names are accepted with a one-line note."""
+        cfg = dataclass_from_dict(cls, upgrade_keys(d, where), f"{where} keys")
         cfg.check()
         return cfg
 
@@ -91,16 +107,7 @@ class TrainConfig:
 
 def build_space(cfg: TrainConfig) -> tuple[SearchSpace, Arch | None]:
     """The run's search space (dataset defaults filled in) and, for a subnet, its arch."""
-    opts = dict(cfg.space)
-    for key, value in data.data_info(cfg.data).items():
-        opts.setdefault(key, value)
-    layout, width = opts.pop("layout", None), opts.pop("width", None)
-    if layout is not None or width is not None:
-        if "stage_channels" in opts:
-            raise SposError("space: give either stage_channels or layout/width, not both")
-        space = SearchSpace.preset(layout or "oneshot", width=1.0 if width is None else float(width), **opts)
-    else:
-        space = SearchSpace.from_dict(opts)
+    space = SearchSpace.from_options(cfg.space, defaults=data.data_info(cfg.data))
     if cfg.arch is None:
         return space, None
     if ":" in cfg.arch:

@@ -43,9 +43,15 @@ from ..nn.bn import recalibrate_bn
 from ..nn.io import model_payload
 from ..nn.supernet import SubNet, SuperNet
 from ..runs import atomic_write_text, load_checkpoint, save_checkpoint, write_run_info
-from ..runtime import global_rng_state, seed_of, set_global_rng_state
+from ..runtime import (
+    global_rng_state,
+    init_distributed,
+    resolve_device,
+    seed_of,
+    set_global_rng_state,
+)
 from ..space import Arch
-from .config import RESUME_NEUTRAL, TrainConfig, build_space
+from .config import RESUME_NEUTRAL, TrainConfig, build_space, upgrade_keys
 from .evaluate import evaluate
 from .optim import clear_unchosen_grads, lr_factor, param_groups
 
@@ -73,7 +79,18 @@ class Trainer:
         random.seed(seed_of(cfg.seed, self.rank, 1))
         np.random.seed(seed_of(cfg.seed, self.rank, 2) % 2**32)
 
-        # Data: the supernet never trains on the holdout split (the search scores paths on it).
+        self._init_data()
+        self._init_model()
+        self.step = 0
+        self.epoch_stats = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, images, skipped
+        self.history: list[dict] = []
+        self._val_cache: dict[str, Any] = {}
+
+    # ---- set-up helpers --------------------------------------------------------------------
+    def _init_data(self) -> None:
+        """Datasets, the holdout split and the step counts."""
+        cfg = self.cfg
+        # The supernet never trains on the holdout split (the search scores paths on it).
         self.train_ds = data.dataset(cfg.data, "train", True, self.space.input_size, cfg.on_error)
         self.recal_ds = data.dataset(cfg.data, "train", False, self.space.input_size, cfg.on_error)
         self.val_ds = data.dataset(cfg.data, "val", False, self.space.input_size, cfg.on_error)
@@ -93,7 +110,9 @@ class Trainer:
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_epochs * self.steps_per_epoch
         self.warmup_steps = round(warmup)
 
-        # Model, optimizer, schedule.
+    def _init_model(self) -> None:
+        """Model, optimizer, lr schedule, path sampler and the DDP wrapper."""
+        cfg = self.cfg
         self.model = SuperNet(self.space) if self.supernet else SubNet(self.space, self.arch)
         self.model.to(self.device)
         # NHWC on CPU too: sliced supernet steps run 1.36x (224x224) to 1.56x (28x28 preset) faster.
@@ -115,6 +134,7 @@ class Trainer:
             self.sampler = build_sampler(
                 self.space, kind=cfg.sampler, seed=cfg.seed, window=self._window(),
                 warmup_start_epoch=cfg.warmup_start_epoch, min_channel_gene=cfg.min_channel_gene,
+                latency=self._latency(),
             )  # fmt: skip
         self.ddp = None
         if self.world > 1:
@@ -122,28 +142,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
                                                            find_unused_parameters=self.supernet)  # fmt: skip
-        self.step = 0
-        self.epoch_stats = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, images, skipped
-        self.history: list[dict] = []
-        self._val_cache: dict[str, Any] = {}
 
-    # ---- set-up helpers --------------------------------------------------------------------
     def _init_distributed(self) -> None:
+        """This rank's device and the torchrun process group (spos.runtime does both)."""
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        want = self.cfg.device
-        if want == "auto":
-            want = "cuda" if torch.cuda.is_available() else "cpu"
-        if want.startswith("cuda") and not torch.cuda.is_available():
-            raise SposError(f"device {want!r} requested but CUDA is not available; use --device cpu")
-        if want == "cuda":
-            want = f"cuda:{local_rank}"
-        self.device = torch.device(want)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.device = resolve_device(self.cfg.device)
+        init_distributed(self.device)
 
     def _amp_dtype(self) -> torch.dtype | None:
         if self.device.type != "cuda" or self.cfg.amp == "none":
@@ -158,6 +163,13 @@ class Trainer:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _latency(self):
+        if self.cfg.latency_table is None:
+            return None
+        from ..cost.latency import LatencyTable
+
+        return LatencyTable.load(self.cfg.latency_table)
 
     def _window(self):
         if self.cfg.window is None:
@@ -215,7 +227,7 @@ class Trainer:
             if self.supernet:
                 # A fixed seeded subset of the supernet's training images, without augmentation.
                 g = torch.Generator().manual_seed(seed_of(cfg.seed, 7))
-                pick = torch.randperm(len(self.train_idx), generator=g)[: cfg.bn_images].tolist()
+                pick = torch.randperm(len(self.train_idx), generator=g)[: cfg.recal_images].tolist()
                 recal = data.to_tensors(self.recal_ds, [self.train_idx[i] for i in sorted(pick)],
                                         cfg.eval_batch_size, cfg.workers)[0]  # fmt: skip
             if isinstance(self.val_ds, data.TensorImages) and n_val:
@@ -247,7 +259,9 @@ class Trainer:
             mid = Arch(pool[0].blocks, (genes[len(genes) // 2],) * space.num_blocks, space.stage_depths)
             return {"largest": largest(sub), "smallest": smallest(sub), "middle": mid}
         costs = cost_table(space)
-        inside = sorted((costs(a).macs, i, a) for i, a in enumerate(pool) if window.contains(costs(a)))
+        latency = self.sampler.latency if self.sampler is not None else None
+        ms = (lambda a: latency.predict(a)) if latency is not None and window.needs_latency else (lambda a: None)
+        inside = sorted((costs(a).macs, i, a) for i, a in enumerate(pool) if window.contains(costs(a), ms(a)))
         if not inside:
             inside = sorted((costs(a).macs, i, a) for i, a in enumerate(pool))
         return {"largest": inside[-1][2], "smallest": inside[0][2], "middle": inside[len(inside) // 2][2]}
@@ -317,7 +331,7 @@ class Trainer:
                 f"{path} was trained with another search space (differs in {diff}); resume with "
                 f"the same config or start a new run in another --out"
             )
-        old = ckpt.get("config", {})
+        old = upgrade_keys(ckpt.get("config", {}), str(path))
         mine = self.cfg.to_dict()
         diff = [k for k in mine if k not in RESUME_NEUTRAL and old.get(k) != mine[k]]
         if ckpt.get("arch") != (None if self.arch is None else str(self.arch)):

@@ -1,0 +1,82 @@
+"""One cost-model contract: every table prices one arch and a batch the same way, and one Bounds
+limits MACs, params and latency alike in the supernet's sampler and in the search."""
+
+import random
+
+import numpy as np
+import pytest
+
+from spos.cost.bounds import Bounds
+from spos.cost.latency import LatencyTable
+from spos.cost.table import alike_positions, cost_table, parts
+from spos.genes import sample
+from spos.sampling.samplers import build_sampler
+from spos.space import BLOCK_NAMES, SCALES
+
+
+def _genes(archs):
+    return np.asarray([[*a.blocks, *a.channels] for a in archs])
+
+
+def _synthetic_latency(space, seed=0) -> LatencyTable:
+    """A table with made-up per-part times (no timing): the contract does not depend on them."""
+    rng = np.random.default_rng(seed)
+    blocks = [[[float(rng.uniform(0.1, 1.0)) if g in space.channel_genes else None for g in range(len(SCALES))]
+               for _ in BLOCK_NAMES] for _ in range(space.num_blocks)]  # fmt: skip
+    return LatencyTable(space, "cpu", "torch", 2, 1, 0.05, 0.3, 0.2, blocks, scale=1.17)
+
+
+def test_cost_table_and_latency_table_price_a_batch_as_one_arch_at_a_time(tiny_space):
+    table, latency = cost_table(tiny_space), _synthetic_latency(tiny_space)
+    archs = [sample(tiny_space, random.Random(i)) for i in range(40)]
+    genes = _genes(archs)
+    assert table.macs_model.predict_batch(genes).tolist() == [table(a).macs for a in archs]
+    assert table.params_model.predict_batch(genes).tolist() == [table(a).params for a in archs]
+    assert [table.macs_model.predict(a) for a in archs] == [table(a).macs for a in archs]
+    np.testing.assert_allclose(latency.predict_batch(genes), [latency.predict(a) for a in archs], rtol=1e-12)
+    # predict is overhead + scale * (stem + head + the arch's block entries), by hand:
+    a = archs[0]
+    by_hand = 0.05 + 1.17 * (0.3 + 0.2 + sum(latency.blocks[i][b][g] for i, (b, g) in
+                                             enumerate(zip(a.blocks, a.channels))))  # fmt: skip
+    assert latency.predict(a) == pytest.approx(by_hand)
+
+
+def test_both_tables_are_built_from_one_part_iterator(tiny_space):
+    keys = [k for k, _, _ in parts(tiny_space, tiny_space.channel_genes)]
+    assert keys[:2] == [("stem",), ("head",)]
+    alike = alike_positions(tiny_space)
+    measured = {k[1] for k in keys[2:]}
+    assert measured == set(alike.values())  # one measurement per run of alike positions
+    assert len(keys) == 2 + len(measured) * len(BLOCK_NAMES) * len(tiny_space.channel_genes)
+    # In a stage of depth 3 the two stride-1 blocks share one measured position.
+    deeper = tiny_space.replace(stage_depths=(1, 1, 3, 1))
+    assert alike_positions(deeper) == {0: 0, 1: 1, 2: 2, 3: 3, 4: 3, 5: 5}
+
+
+@pytest.mark.parametrize("kind", ["random", "strolling"])
+def test_a_latency_window_bounds_the_supernet_sampler(tiny_space, kind):
+    latency = _synthetic_latency(tiny_space, seed=1)
+    pool = [sample(tiny_space, random.Random(i)) for i in range(400)]
+    ms = np.sort([latency.predict(a) for a in pool])
+    limit = float(ms[len(ms) // 3])  # a third of uniform paths are under it
+    sampler = build_sampler(tiny_space, kind, seed=0, window=Bounds(max_latency_ms=limit), latency=latency)
+    got = [latency.predict(sampler.sample(0)) for _ in range(60)]
+    assert max(got) <= limit + 1e-9
+    # Without the latency model the same window is refused in one line, not silently ignored.
+    with pytest.raises(Exception, match="latency table"):
+        build_sampler(tiny_space, kind, seed=0, window=Bounds(max_latency_ms=limit))
+
+
+def test_the_search_and_the_sampler_share_one_bounds_check(tiny_space):
+    from spos.search.config import SearchConfig
+    from spos.search.evolution import CandidateGenerator
+
+    latency = _synthetic_latency(tiny_space, seed=2)
+    pool = [sample(tiny_space, random.Random(i)) for i in range(400)]
+    limit = float(np.median([latency.predict(a) for a in pool]))
+    gen = CandidateGenerator(tiny_space, SearchConfig(max_latency_ms=limit), latency)
+    for a in pool[:100]:
+        over = latency.predict(a) > limit
+        assert (gen.violation(a) == "max_latency_ms") == over
+        table = cost_table(tiny_space)
+        assert gen.bounds.violation(table(a).macs, table(a).params, latency.predict(a)) == gen.violation(a)

@@ -84,7 +84,7 @@ def accuracy(model_path: str | None, tmp: Path, calib_images: int, eval_images: 
             "tests/test_deploy.py checks |fp32 - int8| <= 2 points on a model it trains"
         )
         return
-    from spos.cli.deploy import _images
+    from spos.deploy.quantize import load_images as _images
     from spos.nn.io import load_model
 
     model, space, _ = load_model(model_path)

@@ -165,7 +165,7 @@ def train_standalone(
     _barrier()
     results = {}
     for arch, seed in jobs:
-        row = store.standalone(space_hash, str(arch), recipe_hash, seed)
+        row = store.standalone(space_hash, str(arch), recipe_hash, seed, count=False)
         if row is None:
             raise SposError(f"stand-alone result of {arch} seed {seed} is missing from {store.path}")
         results[(str(arch), seed)] = row
@@ -225,7 +225,7 @@ def score_archs(
             for arch in missing:
                 store.put_score(net_hash, str(arch), settings, evaluator.accuracy(arch), images=cfg.holdout)
         for arch in archs:
-            out[str(arch)].append(store.score(net_hash, str(arch), settings)["accuracy"])
+            out[str(arch)].append(store.score(net_hash, str(arch), settings, count=False)["accuracy"])
     return out
 
 

@@ -55,7 +55,8 @@ def file_hash(path: str | os.PathLike) -> str:
 
 
 class Store:
-    """Stand-alone results and supernet scores in one SQLite file; counts hits and misses.
+    """Stand-alone results and supernet scores in one SQLite file; counts hits and misses
+    (lookups with ``count=False``, e.g. reading back what was just written, are not counted).
 
     Every write is its own short transaction, so a killed process loses at most the result it
     was writing and other writers never wait long.
@@ -94,11 +95,12 @@ class Store:
         return None if row is None else json.loads(row[0])
 
     # ---- stand-alone ground truth ----------------------------------------------------------
-    def standalone(self, space_hash: str, arch: str, recipe_hash: str, seed: int) -> dict | None:
+    def standalone(self, space_hash: str, arch: str, recipe_hash: str, seed: int, count: bool = True) -> dict | None:
         row = self._db.execute(
             "SELECT accuracy, loss, images, seconds FROM standalone WHERE space_hash = ? AND arch = ? "
             "AND recipe_hash = ? AND seed = ?", (space_hash, arch, recipe_hash, int(seed))).fetchone()  # fmt: skip
-        self._count("standalone", row)
+        if count:
+            self._count("standalone", row)
         return None if row is None else dict(zip(("accuracy", "loss", "images", "seconds"), row))
 
     def put_standalone(self, space_hash: str, arch: str, recipe_hash: str, seed: int, accuracy: float,
@@ -109,11 +111,12 @@ class Store:
                           time.time()))  # fmt: skip
 
     # ---- supernet scores -------------------------------------------------------------------
-    def score(self, supernet_hash: str, arch: str, settings_hash: str) -> dict | None:
+    def score(self, supernet_hash: str, arch: str, settings_hash: str, count: bool = True) -> dict | None:
         row = self._db.execute(
             "SELECT accuracy, loss, images FROM supernet_score WHERE supernet_hash = ? AND arch = ? "
             "AND settings_hash = ?", (supernet_hash, arch, settings_hash)).fetchone()  # fmt: skip
-        self._count("supernet_score", row)
+        if count:
+            self._count("supernet_score", row)
         return None if row is None else dict(zip(("accuracy", "loss", "images"), row))
 
     def put_score(self, supernet_hash: str, arch: str, settings_hash: str, accuracy: float,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import zoo
 from .errors import SposError
 from .space import Arch, SearchSpace
 
@@ -53,7 +52,7 @@ def resolve(text: str, space: SearchSpace | None = None) -> tuple[Arch, SearchSp
     size and input channels); an arch string is parsed against ``space`` (default: oneshot)."""
     space = space or SearchSpace()
     if ":" not in text:
-        entry = zoo.get(text)
+        entry = get(text)
         return entry.arch, entry.space(
             num_classes=space.num_classes,
             input_size=space.input_size,

@@ -223,20 +223,24 @@ def run_quantize(args: argparse.Namespace) -> int:
 # ---- latency-table ---------------------------------------------------------------------------
 
 
-def run_latency_table(args: argparse.Namespace) -> int:
-    from ..cost.latency import LatencyTable
+def _latency_space(args: argparse.Namespace) -> SearchSpace:
+    """The --config file's `space:` (resolved as training does: layout/width keys, the dataset's
+    defaults), else the space flags with the searchable channel genes 0.6..2.0."""
+    from ..data import data_info
     from ..runs import load_yaml_config
 
-    if args.config:
-        cfg = load_yaml_config(args.config)
-        if not isinstance(cfg.get("space"), dict):
-            raise SposError(f"config {args.config} has no `space:` mapping to build the table for")
-        from ..data import data_info
+    if not args.config:
+        return space_from_args(args).replace(channel_genes=tuple(range(2, 10)))
+    cfg = load_yaml_config(args.config)
+    if not isinstance(cfg.get("space"), dict):
+        raise SposError(f"config {args.config} has no `space:` mapping to build the table for")
+    return SearchSpace.from_options(cfg["space"], defaults=data_info(cfg.get("data", "builtin")))
 
-        # The same resolution as training (layout/width keys, the dataset's defaults).
-        space = SearchSpace.from_options(cfg["space"], defaults=data_info(cfg.get("data", "builtin")))
-    else:
-        space = space_from_args(args).replace(channel_genes=tuple(range(2, 10)))
+
+def run_latency_table(args: argparse.Namespace) -> int:
+    from ..cost.latency import LatencyTable
+
+    space = _latency_space(args)
     if min(args.repeats, args.threads, args.batch_size, args.rounds) < 1 or args.warmup < 0:
         raise SposError("--repeats, --rounds, --threads and --batch-size must be >= 1 and --warmup >= 0")
     if min(args.calibration_archs, args.check_archs) < 0:

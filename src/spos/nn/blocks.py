@@ -87,7 +87,7 @@ class ChoiceBlock(nn.Module):
             )
         else:
             self.proj = None
-        # Deploy-time only: spos.deploy.shuffle_as_conv sets a ShuffleSplitConv here for backends
+        # Deploy-time only: spos.nn.fold.shuffle_as_conv sets a ShuffleSplitConv here for backends
         # that dislike strided slicing. None keeps the default forward and state_dict unchanged.
         self.split: nn.Module | None = None
 

@@ -14,7 +14,7 @@ Three kinds, all built by :func:`build_sampler`:
   ranks them, trains the child at a set rank and keeps the best 5 as parents.
 
 Costs are exact: MACs (multiply-accumulates, what SPEC tables call FLOPs) and parameters per
-image from :func:`spos.costs.cost_table`, priced in batches with numpy.
+image from :func:`spos.cost.table.cost_table`, priced in batches with numpy.
 
 Determinism: every sampler draws from its own ``numpy`` PCG64 generator seeded by ``seed``, so
 all data-parallel ranks that build the same sampler get the same path at every step.

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from .pipeline import PipelineConfig
 
 
-def _sampling_figure(config: PipelineConfig, space, window_dict: dict | None, out: Path) -> dict | None:
+def _sampling_figure(config: PipelineConfig, space, window_dict: dict | None, out: Path,
+                     latency_table: str | None = None) -> dict | None:
     """``sampling.png`` and ``sampling.json`` (drawn once); returns each sampler's coverage."""
     from .plots import plot_sampling
     from .sampling.coverage import compare_samplers
@@ -29,11 +30,17 @@ def _sampling_figure(config: PipelineConfig, space, window_dict: dict | None, ou
         from .sampling.coverage import default_window
         window = Bounds(**window_dict) if window_dict else default_window(space)
         n = config.sampling_plot_samples
+        latency = None
+        if latency_table is not None:
+            from .cost.latency import LatencyTable
+
+            latency = LatencyTable.load(latency_table)
         try:
-            comparison = compare_samplers(space, window, n=n, seed=config.seed)
+            comparison = compare_samplers(space, window, n=n, seed=config.seed, latency=latency)
         except SposError:
             # Rejection sampling refuses windows it rarely hits; show what training could use.
-            comparison = compare_samplers(space, window, n=n, seed=config.seed, kinds=("uniform", "strolling"))
+            comparison = compare_samplers(space, window, n=n, seed=config.seed, kinds=("uniform", "strolling"),
+                                          latency=latency)
         plot_sampling(comparison, str(sampling_png))
         coverage = comparison.coverage
         atomic_write_json(out / "sampling.json", {"window": str(window), "coverage": coverage,
@@ -51,7 +58,7 @@ def write_report(config: PipelineConfig, summary: dict) -> None:
                           "subnet": out / "subnet" / "metrics.jsonl"}, out / "training.png")  # fmt: skip
     sup_cfg = config.supernet_config()
     space, _ = build_space(sup_cfg)
-    coverage = _sampling_figure(config, space, sup_cfg.window, out)
+    coverage = _sampling_figure(config, space, sup_cfg.window, out, sup_cfg.latency_table)
     s = summary
     rows = "\n".join(
         f"| {i + 1} | `{c['arch']}` | {100 * c['accuracy']:.2f} | {c['macs'] / 1e6:.2f} | "

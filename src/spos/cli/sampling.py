@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     w = p.add_argument_group("target window (counts accept k/M/G suffixes, e.g. 190M)")
     for flag in ("--min-macs", "--max-macs", "--min-params", "--max-params"):
         w.add_argument(flag, type=amount, default=None)
+    w.add_argument("--max-latency-ms", type=float, default=None, help="needs --latency-table")
+    w.add_argument("--latency-table", metavar="FILE",
+                   help="latency table from `spos latency-table` (default: the config's latency_table)")  # fmt: skip
     p.add_argument("--samples", type=int, default=5000, help="paths per sampler")
     p.add_argument("--grid", type=int, default=20, help="coverage grid cells per side")
     p.add_argument("--bin-macs", type=amount, default=None,
@@ -54,15 +57,16 @@ def _min_gene(scale: float) -> int:
     return SCALES.index(scale)
 
 
-def _setup(args: argparse.Namespace) -> tuple[SearchSpace, Bounds, int | None, int, str]:
-    """Space, window, minimum channel gene, seed, and where the window came from."""
-    window_dict, seed, source = None, 0, "default"
+def _setup(args: argparse.Namespace) -> tuple[SearchSpace, Bounds, int | None, int, str, str | None]:
+    """Space, window, minimum channel gene, seed, where the window came from, latency table."""
+    window_dict, seed, source, latency_table = None, 0, "default", args.latency_table
     if args.config:
         from ..train.config import TrainConfig, build_space
 
         cfg = TrainConfig.from_dict(load_yaml_config(args.config), where=f"config ({args.config})")
         space, _ = build_space(cfg)
         min_gene, seed, window_dict = cfg.min_channel_gene, cfg.seed, cfg.window
+        latency_table = latency_table or cfg.latency_table
     else:
         min_gene = _min_gene(args.min_scale)
         opts = {"width": args.width, "use_se": args.use_se, "stem_stride": args.stem_stride,
@@ -76,19 +80,25 @@ def _setup(args: argparse.Namespace) -> tuple[SearchSpace, Bounds, int | None, i
     else:
         window = default_window(space, min_gene)
         source = "SPEC §4" if window == SPEC_WINDOW else "default: SPEC §4's, relative to this space"
-    flags = {k: getattr(args, k) for k in ("min_macs", "max_macs", "min_params", "max_params")}
+    flags = {k: getattr(args, k) for k in ("min_macs", "max_macs", "min_params", "max_params", "max_latency_ms")}
     if any(v is not None for v in flags.values()):
         window = Bounds(**{**window.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
         source = "flags"
     if args.seed is not None:
         seed = args.seed
-    return space, window, min_gene, seed, source
+    return space, window, min_gene, seed, source, latency_table
 
 
 def run(args: argparse.Namespace) -> int:
-    space, window, min_gene, seed, source = _setup(args)
+    space, window, min_gene, seed, source, latency_table = _setup(args)
     options = {"bin_macs": args.bin_macs} if args.bin_macs else {}
-    result = compare_samplers(space, window, args.samples, seed, KINDS, args.grid, min_gene, **options)
+    latency = None
+    if latency_table is not None:
+        from ..cost.latency import LatencyTable
+
+        latency = LatencyTable.load(latency_table)
+    result = compare_samplers(space, window, args.samples, seed, KINDS, args.grid, min_gene, latency=latency,
+                              **options)  # fmt: skip
     plot_sampling(result, args.out)
     if args.json:
         print(json.dumps({"window": window.to_dict(), "samples": args.samples, "grid": args.grid,

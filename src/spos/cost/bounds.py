@@ -78,38 +78,50 @@ class Bounds:
     def needs_latency(self) -> bool:
         return self.max_latency_ms is not None
 
-    def mask(
-        self,
-        macs: np.ndarray,
-        params: np.ndarray,
-        latency_ms: np.ndarray | None = None,
-        score: np.ndarray | None = None,
-    ) -> np.ndarray:
+    def mask(self, macs: np.ndarray, params: np.ndarray, latency_ms: np.ndarray | None = None,
+             score: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """Element-wise "inside" over arrays of costs. ``score`` defaults to the Σ score of
         ``macs``/``params``; a latency bound needs ``latency_ms``."""
-        values = {"macs": np.asarray(macs), "params": np.asarray(params), "latency_ms": latency_ms,
-                  "score": score}  # fmt: skip
-        ok = np.ones(np.shape(values["macs"]), dtype=bool)
-        for name, quantity, kind in _LIMITS:
-            limit = getattr(self, name)
-            if limit is None:
-                continue
-            x = self._values(values, quantity)
-            ok &= (x <= limit) if kind is max else (x >= limit)
+        ok = np.ones(np.shape(macs), dtype=bool)
+        for _, broken in self._broken(macs, params, latency_ms, score):
+            ok &= ~broken
         return ok
 
+    def violations(self, macs: np.ndarray, params: np.ndarray, latency_ms: np.ndarray | None = None,
+                   score: np.ndarray | None = None) -> list[str | None]:  # fmt: skip
+        """Per element, the name of the first bound (in :data:`_LIMITS` order) it breaks, or None."""
+        first: list[str | None] = [None] * len(np.atleast_1d(macs))
+        for name, broken in self._broken(macs, params, latency_ms, score):
+            for i in np.flatnonzero(np.atleast_1d(broken)):
+                first[i] = first[i] or name
+        return first
+
     def violation(self, macs: float, params: float, latency_ms: float | None = None) -> str | None:
-        """The name of the first bound the costs break, or None."""
-        values = {"macs": np.asarray([macs]), "params": np.asarray([params]),
-                  "latency_ms": None if latency_ms is None else np.asarray([latency_ms]), "score": None}  # fmt: skip
+        """The name of the first bound the costs of one arch break, or None."""
+        return self.violations([macs], [params], None if latency_ms is None else [latency_ms])[0]
+
+    def excess(self, costs: dict[str, np.ndarray], scales: dict[str, float]) -> np.ndarray:
+        """How far outside the bounds each element lies, summed over the quantities in ``scales``
+        (``macs``, ``params``, ``latency_ms``), each in units of its scale; 0 inside. What a
+        sampler minimises to climb into a window it rarely hits by chance."""
+        v = np.zeros(np.shape(costs["macs"]), dtype=float)
         for name, quantity, kind in _LIMITS:
             limit = getattr(self, name)
-            if limit is None:
-                continue
-            x = float(self._values(values, quantity)[0])
-            if (x > limit) if kind is max else (x < limit):
-                return name
-        return None
+            if limit is not None and quantity in scales:
+                x = costs[quantity]
+                v += np.maximum((x - limit) if kind is max else (limit - x), 0) / scales[quantity]
+        return v
+
+    def _broken(self, macs, params, latency_ms, score):
+        """``(bound name, which elements break it)`` for each set bound, in :data:`_LIMITS`
+        order; an element whose cost is NaN (never priced) breaks every bound on that cost."""
+        values = {"macs": np.asarray(macs), "params": np.asarray(params), "score": score,
+                  "latency_ms": None if latency_ms is None else np.asarray(latency_ms)}  # fmt: skip
+        for name, quantity, kind in _LIMITS:
+            limit = getattr(self, name)
+            if limit is not None:
+                x = self._values(values, quantity)
+                yield name, ~((x <= limit) if kind is max else (x >= limit))
 
     def contains(self, costs, latency_ms: float | None = None) -> bool:
         """Whether ``costs`` (anything with ``.macs`` and ``.params``) lies inside."""

@@ -18,8 +18,8 @@ import numpy as np
 from torch import nn
 
 from ..errors import SposError
-from ..space import BLOCK_NAMES, SCALES, Arch, SearchSpace
-from .table import PartCost, alike_positions, parts
+from ..space import Arch, SearchSpace
+from .model import PartCost, part_array, parts
 from .timing import Empty, Timer
 
 
@@ -49,6 +49,7 @@ class LatencyTable:
     scale: float = 1.0  # whole network / sum of parts, fitted on calibration subnets
     #: Held-out whole subnets timed in the build's own rounds: {"arch", "measured_ms", "predicted_ms"}.
     checks: list[dict] = field(default_factory=list)
+    _model: tuple | None = field(default=None, init=False, repr=False, compare=False)  # (key, PartCost)
 
     @classmethod
     def build(
@@ -83,8 +84,6 @@ class LatencyTable:
         jobs: dict[tuple, tuple[nn.Module, tuple]] = {
             key: (module, shape) for key, module, shape in parts(space, space.channel_genes)
         }
-        positions = space.positions()
-        alike = alike_positions(space)  # position -> the measured position it shares entries with
         # Each part runs as its own model: the per-call cost of a model with the same input
         # (feeding and returning tensors of that size) is taken off, and added back once.
         shapes = {shape for _, shape in jobs.values()}
@@ -99,13 +98,8 @@ class LatencyTable:
             progress(f"measuring {len(jobs)} models x {rounds} interleaved rounds")
         ms = timer.interleaved(jobs, rounds)
         part = {k: max(v - ms[("empty", jobs[k][1])], 0.0) for k, v in ms.items()}
-        blocks: list[list[list[float | None]]] = [
-            [[None] * len(SCALES) for _ in BLOCK_NAMES] for _ in positions
-        ]
-        for p in positions:
-            for b in range(len(BLOCK_NAMES)):
-                for g in space.channel_genes:
-                    blocks[p.index][b][g] = part[("block", alike[p.index], b, g)]
+        entries = part_array(space, part.get, float, np.nan)  # NaN: channel genes not measured
+        blocks = [[[None if math.isnan(v) else v for v in row] for row in pos] for pos in entries.tolist()]
         overhead = ms[("empty", image)]
         table = cls(space, device, backend, threads, batch_size, overhead, part[("stem",)],
                     part[("head",)], blocks)  # fmt: skip
@@ -132,28 +126,31 @@ class LatencyTable:
 
     @property
     def model(self) -> PartCost:
-        """This table as a :class:`~spos.cost.table.PartCost` (ms; NaN for unmeasured parts)."""
-        blocks = np.asarray([[[np.nan if v is None else v for v in row] for row in pos] for pos in self.blocks])
-        return PartCost(self.overhead_ms + self.scale * (self.stem_ms + self.head_ms), self.scale * blocks, "ms")
+        """This table as a :class:`~spos.cost.model.PartCost` (ms; NaN for unmeasured parts),
+        rebuilt when a field it reads is replaced (edit :attr:`blocks` by replacing the list)."""
+        key = (self.overhead_ms, self.scale, self.stem_ms, self.head_ms, id(self.blocks))
+        if self._model is None or self._model[0] != key:
+            blocks = np.asarray([[[np.nan if v is None else v for v in row] for row in pos] for pos in self.blocks],
+                                dtype=float)  # fmt: skip
+            base = self.overhead_ms + self.scale * (self.stem_ms + self.head_ms)
+            self._model = (key, PartCost(base, self.scale * blocks, "ms", "latency"))
+        return self._model[1]
 
     def predict_batch(self, genes: np.ndarray) -> np.ndarray:
-        """Predicted ms of each candidate in an int array of shape (B, 2N); NaN where a part
-        was not measured (its channel gene is outside the table's space)."""
+        """Predicted ms of each candidate in an int array of shape (B, 2N); an unmeasured part
+        (a channel gene outside the table's space) is an error naming it, as in :meth:`predict`."""
+        genes = np.asarray(genes)
+        if genes.ndim != 2 or genes.shape[1] != 2 * self.space.num_blocks:
+            raise SposError(f"the latency table prices {self.space.num_blocks}-block archs (genes of shape "
+                            f"(B, {2 * self.space.num_blocks})), got shape {genes.shape}; use a table "
+                            f"built for this search space")  # fmt: skip
         return self.model.predict_batch(genes)
 
     def predict(self, arch: Arch) -> float:
-        """Predicted latency of ``arch`` in milliseconds."""
+        """Predicted latency of ``arch`` in milliseconds: ``overhead_ms + scale * (stem_ms +
+        head_ms + the arch's block entries)``."""
         arch.validate(self.space)
-        total = self.stem_ms + self.head_ms
-        for i, (b, g) in enumerate(zip(arch.blocks, arch.channels)):
-            ms = self.blocks[i][b][g]
-            if ms is None:
-                raise SposError(
-                    f"the latency table has no entry for position {i}, {BLOCK_NAMES[b]} at "
-                    f"scale {SCALES[g]}; rebuild it for this search space"
-                )
-            total += ms
-        return self.overhead_ms + self.scale * total
+        return self.model.predict(arch)
 
     def to_dict(self) -> dict:
         return {

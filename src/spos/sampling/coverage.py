@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..cost.bounds import Bounds
-from ..cost.table import cost_table, reachable_costs
+from ..cost.model import arch_genes
+from ..cost.table import BatchPricer, reachable_costs
 from ..errors import SposError
 from ..space import SearchSpace
 from .samplers import KINDS, PathSampler, build_sampler
@@ -33,12 +34,9 @@ def default_window(space: SearchSpace, min_channel_gene: int | None = None) -> B
     return Bounds(*bounds)
 
 
-def draw_costs(sampler: PathSampler, n: int, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """MACs and parameters (int64 arrays) of the sampler's next ``n`` paths at ``epoch``."""
-    table = cost_table(sampler.space)
-    costs = [table(sampler.sample(epoch)) for _ in range(n)]
-    return (np.fromiter((c.macs for c in costs), np.int64, n),
-            np.fromiter((c.params for c in costs), np.int64, n))  # fmt: skip
+def draw_genes(sampler: PathSampler, n: int, epoch: int = 0) -> np.ndarray:
+    """The sampler's next ``n`` paths at ``epoch`` as an int gene array of shape (n, 2N)."""
+    return arch_genes([sampler.sample(epoch) for _ in range(n)])
 
 
 def _grid_cells(window: Bounds, macs: np.ndarray, params: np.ndarray, grid: int,
@@ -101,16 +99,23 @@ def compare_samplers(
     kinds: Sequence[str] = KINDS,
     grid: int = 20,
     min_channel_gene: int | None = None,
+    latency=None,
     **strolling_options,
 ) -> SamplingComparison:
     """Draw ``n`` paths from each sampler kind under ``window`` (no warm-up: all channel genes
-    from ``min_channel_gene`` up) and measure how evenly each covers the window."""
+    from ``min_channel_gene`` up) and measure how evenly each covers the window's MACs and
+    params. ``latency`` (a cost model with ``predict_batch``) serves a ``max_latency_ms`` bound."""
     if n < 1:
         raise SposError(f"the number of samples must be at least 1, got {n}")
-    costs = {}
+    pricer = BatchPricer(space, latency)
+    costs, inside = {}, {}
     for kind in kinds:
         options = strolling_options if kind == "strolling" else {}
-        sampler = build_sampler(space, kind, seed, window, None, min_channel_gene, **options)
-        costs[kind] = draw_costs(sampler, n)
-    in_window = {k: float(window.mask(m, p).mean()) for k, (m, p) in costs.items()}
-    return SamplingComparison(space, window, costs, sampling_coverage(costs, window, grid), in_window, grid)
+        sampler = build_sampler(space, kind, seed, window, None, min_channel_gene, latency=latency, **options)
+        genes = draw_genes(sampler, n)
+        costs[kind], inside[kind] = pricer(genes), pricer.inside(window, genes)
+    # The grid spans MACs x params; a latency bound has already picked the points inside.
+    grid_window = replace(window, max_latency_ms=None)
+    coverage = sampling_coverage({k: (m[inside[k]], p[inside[k]]) for k, (m, p) in costs.items()}, grid_window, grid)
+    in_window = {k: float(ok.mean()) for k, ok in inside.items()}
+    return SamplingComparison(space, window, costs, coverage, in_window, grid)

@@ -5,8 +5,9 @@ Three kinds, all built by :func:`build_sampler`:
 
 - ``uniform``: block genes uniform over the 4 choice blocks, channel genes uniform over the
   channel genes the warm-up allows at this epoch (:func:`allowed_channel_genes`).
-- ``random``: rejection sampling from ``uniform`` until the path's costs fall inside a
-  :class:`Window` of MACs and parameters.
+- ``random``: rejection sampling from ``uniform`` until the path's costs fall inside a window,
+  a :class:`~spos.cost.bounds.Bounds` on MACs, parameters, Σ score and (given a latency model)
+  latency.
 - ``strolling``: strolling evolution. A population of 5 parents walks through the window: the MACs
   range is swept in bins (20M MACs by default), up and down, and the parameter target steps
   from the window's low edge to its high edge and back, one level per half-sweep. Each step makes
@@ -14,7 +15,11 @@ Three kinds, all built by :func:`build_sampler`:
   ranks them, trains the child at a set rank and keeps the best 5 as parents.
 
 Costs are exact: MACs (multiply-accumulates, what SPEC tables call FLOPs) and parameters per
-image from :func:`spos.cost.table.cost_table`, priced in batches with numpy.
+image from :func:`spos.cost.table.cost_table`, priced in batches with numpy; latency (ms) from
+an optional cost model with ``predict_batch`` (:class:`~spos.cost.latency.LatencyTable`). One
+:class:`~spos.cost.table.BatchPricer` checks all of them against the window, as in the search.
+The MACs bins and the params target steer the strolling walk; latency and Σ score bounds filter
+its children (latency also steers the climb into a window rejection sampling rarely hits).
 
 Determinism: every sampler draws from its own ``numpy`` PCG64 generator seeded by ``seed``, so
 all data-parallel ranks that build the same sampler get the same path at every step.
@@ -51,18 +56,6 @@ KINDS: tuple[str, ...] = ("uniform", "random", "strolling")
 DEFAULT_BIN_MACS = 20e6
 
 
-def violation(window: Bounds, macs: np.ndarray, params: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
-    """How far outside the window, in units of the window's size on each axis (0 inside)."""
-    v = np.zeros(np.shape(macs), dtype=float)
-    for x, lo, hi, s in ((macs, window.min_macs, window.max_macs, scale[0]),
-                         (params, window.min_params, window.max_params, scale[1])):  # fmt: skip
-        if lo is not None:
-            v += np.maximum(lo - x, 0) / s
-        if hi is not None:
-            v += np.maximum(x - hi, 0) / s
-    return v
-
-
 def climb_into_window(
     pricer: BatchPricer,
     window: Bounds,
@@ -75,16 +68,19 @@ def climb_into_window(
     """Up to ``need`` in-window candidates found by evolving uniform ones toward the window.
 
     Rejection sampling rarely reaches a window's corners; minimising the distance to the window
-    by mutation does, because costs are sums over positions. Returns shape (k, 2N), k <= need.
+    (:meth:`Bounds.excess` over MACs, params and, when bounded, latency) by mutation does,
+    because costs are sums over positions. Returns shape (k, 2N), k <= need.
     """
     n = pricer.n
-    reach = pricer.reachable(allowed)
-    scale = tuple(max(float(hi - lo), 1.0) for lo, hi in reach)
+    scales = {q: max(float(hi - lo), 1.0) for q, (lo, hi) in zip(("macs", "params"), pricer.reachable(allowed))}
     pop = uniform_genes(rng, n, allowed, batch)
+    if window.needs_latency:  # the latency model's range is unknown: the first population's spread
+        scales["latency_ms"] = max(float(np.ptp(pricer.costs(window, pop)["latency_ms"])), 1e-9)
     found: list[np.ndarray] = []
     for _ in range(iterations):
-        v = violation(window, *pricer(pop), scale)
-        found.extend(pop[(v == 0) & pricer.inside(window, pop)])  # latency too, when bounded
+        costs = pricer.costs(window, pop)
+        v = window.excess(costs, scales)
+        found.extend(pop[(v == 0) & window.mask(**costs)])  # Σ score too, when bounded
         if len(found) >= need:
             break
         elite = pop[np.argsort(v, kind="stable")[:16]]
@@ -174,8 +170,8 @@ class _ConstrainedSampler(PathSampler):
                  latency=None) -> None:  # fmt: skip
         if window is None or window.is_open:
             raise SposError(
-                f"the {self.kind} sampler needs a window: set at least one of min/max MACs and "
-                f"min/max params (or use the uniform sampler)"
+                f"the {self.kind} sampler needs a window: set at least one of min/max MACs, "
+                f"min/max params, max_score or max_latency_ms (or use the uniform sampler)"
             )
         if window.needs_latency and latency is None:
             raise SposError("a max_latency_ms window needs a latency table; set latency_table")
@@ -342,7 +338,7 @@ class StrollingSampler(_ConstrainedSampler):
         return found[np.arange(self.PARENTS) % len(found)]
 
     def _constrained(self, allowed: np.ndarray) -> np.ndarray:
-        n, rng, w = self.space.num_blocks, self._rng, self.window
+        n = self.space.num_blocks
         bins = self.bins(allowed)
         if self.parents is None or not np.isin(self.parents[:, n:], allowed).all():
             self.parents = self._init_parents(allowed)
@@ -355,22 +351,7 @@ class StrollingSampler(_ConstrainedSampler):
         (m_lo, m_hi), (p_lo, p_hi) = self._ranges(allowed)
         target = p_lo + (p_hi - p_lo) * (self.level / max(1, self.params_levels - 1))
 
-        pool, children = [self.parents], 0
-        for _ in range(self.MAX_BATCHES):
-            i = rng.integers(0, self.PARENTS, self.BATCH)
-            j = (i + rng.integers(1, self.PARENTS, self.BATCH)) % self.PARENTS  # a different parent
-            mix = rng.random((self.BATCH, 2 * n)) < 0.5
-            kids = mutate_genes(rng, np.where(mix, self.parents[j], self.parents[i]), n, allowed, self.MUTATION)
-            macs, params = self._pricer(kids)
-            ok = self._pricer.inside(w, kids)
-            in_bin = ok & (macs >= b_lo) & (macs <= b_hi)
-            # Keep the first CHILDREN in-bin kids in draw order, plus every in-window kid as a
-            # fallback should the bin stay out of reach.
-            pool.append(kids[ok])
-            children += int(in_bin.sum())
-            if children >= self.CHILDREN:
-                break
-        pool_genes = np.concatenate(pool)
+        pool_genes = self._draw_children(allowed, b_lo, b_hi)
         macs, params = self._pricer(pool_genes)
         to_bin = np.maximum(b_lo - macs, 0) + np.maximum(macs - b_hi, 0)
         is_parent = np.arange(len(pool_genes)) < self.PARENTS
@@ -391,6 +372,27 @@ class StrollingSampler(_ConstrainedSampler):
         chosen = kids[min(self.train_rank, len(kids) - 1)]
         self._advance(len(bins))
         return chosen
+
+    def _draw_children(self, allowed: np.ndarray, b_lo: float, b_hi: float) -> np.ndarray:
+        """The parents, then every in-window child drawn until CHILDREN of them lie in the MACs
+        bin [b_lo, b_hi] (or MAX_BATCHES batches were drawn), in draw order."""
+        n, rng = self.space.num_blocks, self._rng
+        pool, children = [self.parents], 0
+        for _ in range(self.MAX_BATCHES):
+            i = rng.integers(0, self.PARENTS, self.BATCH)
+            j = (i + rng.integers(1, self.PARENTS, self.BATCH)) % self.PARENTS  # a different parent
+            mix = rng.random((self.BATCH, 2 * n)) < 0.5
+            kids = mutate_genes(rng, np.where(mix, self.parents[j], self.parents[i]), n, allowed, self.MUTATION)
+            costs = self._pricer.costs(self.window, kids)
+            ok = self.window.mask(**costs)
+            in_bin = ok & (costs["macs"] >= b_lo) & (costs["macs"] <= b_hi)
+            # The in-window kids that miss the bin are kept too: the fallback should the bin
+            # stay out of reach.
+            pool.append(kids[ok])
+            children += int(in_bin.sum())
+            if children >= self.CHILDREN:
+                break
+        return np.concatenate(pool)
 
     def _advance(self, k: int) -> None:
         """Ping-pong over the K bins; each turn moves the params target one level."""

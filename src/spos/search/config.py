@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Protocol
 
 from ..cost.bounds import Bounds
+from ..cost.model import ArchCostModel
 from ..errors import SposError, dataclass_from_dict
 from ..runtime import parse_amount
-from ..space import Arch
 
-
-class LatencyModel(Protocol):
-    def predict(self, arch: Arch) -> float:
-        """Latency of ``arch`` in milliseconds."""
+#: The search's latency model (ms): a :class:`~spos.cost.model.CostModel` such as a
+#: :class:`~spos.cost.latency.LatencyTable`; one with only ``predict`` is priced arch by arch.
+LatencyModel = ArchCostModel
 
 
 @dataclass(frozen=True)

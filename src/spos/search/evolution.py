@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..cost.table import cost_table
+from ..cost.table import BatchPricer, cost_table
 from ..errors import SposError
 from ..genes import crossover, largest, mutate, sample, smallest
 from ..nn.supernet import SuperNet
@@ -39,7 +39,12 @@ from .state import STATE_FILE, SearchResult, load_state, save_state, write_candi
 
 
 class CandidateGenerator:
-    """Draws new, constraint-satisfying, never-seen archs; counts why candidates were rejected."""
+    """Draws new, constraint-satisfying, never-seen archs; counts why candidates were rejected.
+
+    A candidate is checked as the supernet's samplers check a path: the search's
+    :class:`~spos.cost.bounds.Bounds` over the cost models of one
+    :class:`~spos.cost.table.BatchPricer` (exact MACs and params, and the latency model).
+    """
 
     def __init__(self, space: SearchSpace, config: SearchConfig, latency: LatencyModel | None) -> None:
         self.space, self.config, self.latency = space, config, latency
@@ -47,6 +52,7 @@ class CandidateGenerator:
         if config.max_latency_ms is not None and latency is None:
             raise SposError("--max-latency-ms needs a latency table; pass --latency-table FILE")
         self.table = cost_table(space)
+        self.pricer = BatchPricer(space, latency)
         self.genes = config.searched_genes
         # The half that is not searched stays at these genes (None: searched).
         self.fixed_blocks: tuple[int, ...] | None = None
@@ -104,9 +110,8 @@ class CandidateGenerator:
         return out
 
     def violation(self, arch: Arch) -> str | None:
-        latency = self.latency.predict(arch) if self.latency is not None else None
-        costs = self.table(arch)
-        return self.bounds.violation(costs.macs, costs.params, latency)
+        """The first bound ``arch`` breaks (a :class:`~spos.cost.bounds.Bounds` field), or None."""
+        return self.pricer.violation(self.bounds, arch)
 
     def metrics(self, arch: Arch) -> dict:
         costs = self.table(arch)

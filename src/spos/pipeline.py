@@ -35,8 +35,11 @@ class PipelineConfig:
     """A pipeline run: shared settings plus one section per stage.
 
     ``space`` is shared by every stage (SearchSpace fields, or ``layout``/``width``).
-    ``supernet`` and ``subnet`` hold :class:`spos.train.TrainConfig` keys, ``search`` holds
-    :class:`spos.search.SearchConfig` keys. ``budget_macs`` (MACs per image) becomes the search's
+    ``supernet`` and ``subnet`` hold :class:`spos.train.TrainConfig` keys (old names such as
+    ``bn_images`` are accepted with one deprecation note), ``search`` holds
+    :class:`spos.search.SearchConfig` keys. ``recal_images`` means BN recalibration images in
+    both. ``holdout`` does not: in ``supernet`` it is how many train images are kept out of
+    supernet training (a fraction below 1), in ``search`` how many of those the search scores. ``budget_macs`` (MACs per image) becomes the search's
     ``max_macs`` and, for a ``random``/``strolling`` supernet sampler without a window, the
     sampling window's upper bound.
     """
@@ -59,6 +62,7 @@ class PipelineConfig:
         for key in ("space", "supernet", "search", "subnet"):
             if not isinstance(d.get(key, {}) or {}, dict):
                 raise SposError(f"pipeline config section {key!r} must be a mapping")
+        d = {**d, **{key: _train_keys(d[key], key) for key in ("supernet", "subnet") if d.get(key)}}
         cfg = cls(**{k: v for k, v in d.items() if v is not None or k == "budget_macs"})
         for key in ("supernet", "subnet"):
             clash = sorted({"data", "space", "arch", "out"} & set(getattr(cfg, key)))
@@ -116,7 +120,7 @@ def run_pipeline(
                         f"(finished stages are skipped) or choose another --out")  # fmt: skip
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
-        if saved.get("config") != _comparable(config):
+        if _comparable(saved.get("config") or {}) != _comparable(config):
             raise SposError(f"{out} holds a pipeline run with other settings; rerun with the same "
                             f"config or choose another --out")  # fmt: skip
     # Check every stage's settings before spending minutes on the first one.
@@ -168,11 +172,22 @@ def _quiet(message: str) -> None:
     pass
 
 
-def _comparable(config: PipelineConfig) -> dict:
-    """The settings a continued run must share with the saved one (not device or progress)."""
-    d = config.to_dict()
+def _train_keys(section: dict, name: str, warn: bool = True) -> dict:
+    """A ``supernet``/``subnet`` section with renamed TrainConfig keys under their new names."""
+    from .train.config import upgrade_keys
+
+    return upgrade_keys(section, f"pipeline section {name!r}", warn=warn)
+
+
+def _comparable(config: PipelineConfig | dict) -> dict:
+    """The settings a continued run must share with the saved one (not device or progress);
+    a saved ``pipeline.json`` config (a dict) has its old key names upgraded silently."""
+    d = dict(config) if isinstance(config, dict) else config.to_dict()
     for k in ("device", "progress"):
-        d.pop(k)
+        d.pop(k, None)
+    for key in ("supernet", "subnet"):
+        if isinstance(d.get(key), dict):
+            d[key] = _train_keys(d[key], key, warn=False)
     return json.loads(json.dumps(d))
 
 

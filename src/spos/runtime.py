@@ -33,6 +33,18 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def start_process(device: str = "auto") -> tuple[torch.device, int, int]:
+    """``(device, rank, world size)`` of this process: :func:`resolve_device`, then
+    :func:`init_distributed`. Every long run starts with this call.
+
+    Rank and world size come from the torchrun environment (RANK, WORLD_SIZE), not from an
+    existing process group: a caller that hides that environment (``spos fidelity``'s
+    stand-alone runs, each trained on one rank) gets a single-process run inside a group."""
+    dev = resolve_device(device)
+    init_distributed(dev)
+    return dev, int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def random_state_to_json(state: tuple) -> list:
     version, internal, gauss = state
     return [version, list(internal), gauss]

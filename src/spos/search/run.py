@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ..errors import SposError
 from ..nn.supernet import SuperNet
 from ..runs import write_run_info
-from ..runtime import init_distributed, rank_world, resolve_device
+from ..runtime import start_process
 from ..space import SearchSpace
 from .config import SearchConfig
 from .evaluator import SearchData
@@ -91,8 +91,7 @@ def run_search(
     config = config or SearchConfig()
     from ..nn.io import model_from_checkpoint
     from ..runs import load_checkpoint
-    dev = resolve_device(device)
-    init_distributed(dev)
+    dev, rank, _ = start_process(device)
     ckpt = load_checkpoint(supernet_path, map_location="cpu")
     model, space, arch = model_from_checkpoint(ckpt, supernet_path)
     train_config = ckpt.get("config") or {}
@@ -108,7 +107,7 @@ def run_search(
         latency = LatencyTable.load(latency_table)
     elif config.max_latency_ms is not None:
         raise SposError("--max-latency-ms needs a latency table; pass --latency-table FILE")
-    if rank_world()[0] == 0:
+    if rank == 0:
         write_run_info(out_dir, {"supernet": str(supernet_path), "data": data, "device": str(dev),
                                  "latency_table": latency_table, "resume": resume, **config.to_dict()},
                        command)  # fmt: skip

@@ -15,14 +15,17 @@ from ..space import Arch, SearchSpace
 RENAMED = {"bn_images": "recal_images"}
 
 
-def upgrade_keys(d: dict, where: str = "config") -> dict:
-    """``d`` with every :data:`RENAMED` key under its new name; warns once per old key."""
+def upgrade_keys(d: dict, where: str = "config", warn: bool = True) -> dict:
+    """``d`` with every :data:`RENAMED` key under its new name. With ``warn`` (a config the user
+    wrote) each old key gets a one-line :class:`FutureWarning`; without (a checkpoint's or a
+    saved run's config, which nobody edits) the rename is silent."""
     out = dict(d)
     for old, new in RENAMED.items():
         if old in out:
             if new in out:
                 raise SposError(f"{where} sets both {old!r} and {new!r}; keep {new!r} only")
-            warnings.warn(f"{where} key {old!r} is deprecated; call it {new!r}", FutureWarning, stacklevel=3)
+            if warn:
+                warnings.warn(f"{where} key {old!r} is deprecated; call it {new!r}", FutureWarning, stacklevel=3)
             out[new] = out.pop(old)
     return out
 
@@ -60,8 +63,13 @@ class TrainConfig:
     latency_table: str | None = None  # a latency-table JSON: lets the window bound max_latency_ms
     warmup_start_epoch: int | None = None  # channel selection starts here (SPEC §4); None: at once
     min_channel_gene: int | None = None
-    holdout: float = 0.1  # supernet: train images kept out for the search (<1: fraction; else count)
-    recal_images: int = 2000  # train images for BN recalibration of the validation paths
+    # Training's "holdout": train images kept OUT of supernet training, so the search can score
+    # on them (<1: a fraction, else a count). The search's own ``holdout`` is something else:
+    # how many of these held-out images it scores (spos.search.SearchConfig.holdout).
+    holdout: float = 0.1
+    # BN recalibration images (train images, never the holdout) for the supernet's per-epoch
+    # validation paths; the search's ``recal_images`` is the same concept. Was ``bn_images``.
+    recal_images: int = 2000
     val_size: int | None = None  # validation images per epoch (None: the whole val split; 0: none)
     eval_batch_size: int = 256
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)

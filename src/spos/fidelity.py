@@ -102,8 +102,8 @@ def pick_archs(space: SearchSpace, window: Bounds, k: int, seed: int = 0, pool: 
     genes = np.unique(genes, axis=0)
     rng.shuffle(genes)
     pricer = BatchPricer(space)
-    macs, params = pricer(genes)
-    inside = np.flatnonzero(window.mask(macs, params))
+    macs, _ = pricer(genes)
+    inside = np.flatnonzero(pricer.inside(window, genes))
     if len(inside) < k:
         raise SposError(f"only {len(inside)} of {pool} uniform archs fall inside the window ({window}); "
                         f"widen the window or pass fewer --archs")  # fmt: skip
@@ -190,42 +190,39 @@ def _barrier() -> None:
 
 
 def score_archs(
-    supernet_path: Path,
+    supernet,
+    supernet_hash: str,
+    train_config: dict,
     archs: Sequence[Arch],
     data: str,
     scoring: dict,
     rescore: int,
     store: Store,
-    device: str = "cpu",
 ) -> dict[str, list[float]]:
     """Supernet score of each arch, as the search computes it (``spos.search.Evaluator``), with
     the search's recalibration subset first and ``rescore`` other subsets after it:
-    ``{arch: [score with seed s, s + 1, ...]}``. Known scores come from ``store``."""
-    from .nn.io import model_from_checkpoint
+    ``{arch: [score with seed s, s + 1, ...]}``. Known scores come from ``store``; the held-out
+    images are decoded once for all subsets. ``train_config`` is the supernet file's config
+    (it fixes the holdout split)."""
     from .search.config import SearchConfig
     from .search.evaluator import Evaluator
     from .search.run import load_search_data
 
-    net_hash = file_hash(supernet_path)
     base = SearchConfig.from_dict(scoring)
     out: dict[str, list[float]] = {str(a): [] for a in archs}
-    supernet = train_config = None
+    decoded = None
     for r in range(rescore + 1):
         cfg = SearchConfig.from_dict({**scoring, "seed": base.seed + r})
         settings = store.remember_config({k: getattr(cfg, k) for k in
                                           ("recal_images", "holdout", "holdout_seed", "seed", "batch_size")})  # fmt: skip
-        missing = [a for a in archs if store.score(net_hash, str(a), settings) is None]
+        missing = [a for a in archs if store.score(supernet_hash, str(a), settings) is None]
         if missing:
-            if supernet is None:
-                ckpt = load_checkpoint(supernet_path)
-                supernet, space, _ = model_from_checkpoint(ckpt, supernet_path)
-                supernet = supernet.to(device).eval()
-                train_config = ckpt.get("config") or {}
-            evaluator = Evaluator(supernet, load_search_data(data, space, cfg, train_config), cfg.batch_size)
+            decoded = load_search_data(data, supernet.space, cfg, train_config, holdout_from=decoded)
+            evaluator = Evaluator(supernet, decoded, cfg.batch_size)
             for arch in missing:
-                store.put_score(net_hash, str(arch), settings, evaluator.accuracy(arch), images=cfg.holdout)
+                store.put_score(supernet_hash, str(arch), settings, evaluator.accuracy(arch), images=cfg.holdout)
         for arch in archs:
-            out[str(arch)].append(store.score(net_hash, str(arch), settings, count=False)["accuracy"])
+            out[str(arch)].append(store.score(supernet_hash, str(arch), settings, count=False)["accuracy"])
     return out
 
 
@@ -401,7 +398,7 @@ def run_fidelity(
     init_distributed(dev)
     rank, _ = rank_world()
     ckpt = load_checkpoint(inputs.supernet)
-    _, space, arch = model_from_checkpoint(ckpt, inputs.supernet)
+    supernet, space, arch = model_from_checkpoint(ckpt, inputs.supernet)
     if arch is not None:
         raise SposError(f"{inputs.supernet} holds a subnet; fidelity needs a supernet file")
     window = Bounds.from_dict(config.window or (ckpt.get("config") or {}).get("window"))
@@ -415,8 +412,10 @@ def run_fidelity(
     store = Store(store_path or out.parent / "spos-store.sqlite")
     jobs = [(a, s) for a in every for s in range(config.seeds)]
     standalone = train_standalone(jobs, space, inputs.data, config.recipe, out, store, command, log)
-    scores = score_archs(inputs.supernet, every, inputs.data, config.scoring, config.rescore, store, str(dev)) \
-        if rank == 0 else {}  # fmt: skip
+    scores = {}
+    if rank == 0:
+        scores = score_archs(supernet.to(dev).eval(), file_hash(inputs.supernet), ckpt.get("config") or {}, every,
+                             inputs.data, config.scoring, config.rescore, store)  # fmt: skip
     if rank != 0:
         _barrier()
         return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     for key in ("recal_images", "holdout"):
         if getattr(args, key) is not None:
             scoring[key] = getattr(args, key)
-    config = config.from_dict({**config.to_dict(), "scoring": scoring})
+    config = dataclasses.replace(config, scoring=scoring)
     if args.supernet:
         inputs.supernet = Path(args.supernet)
     out = Path(args.out) if args.out else Path(args.pipeline) / "fidelity"

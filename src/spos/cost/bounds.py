@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..errors import SposError
+from ..errors import SposError, dataclass_from_dict
 
 
 def fmt_amount(x: float | None, unit: float = 1e6, suffix: str = "M") -> str:
@@ -60,12 +60,7 @@ class Bounds:
     @classmethod
     def from_dict(cls, d: dict | None, where: str = "window") -> Bounds:
         """Bounds from a config mapping; unknown keys are an error naming the allowed ones."""
-        d = dict(d or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise SposError(f"unknown {where} keys {unknown}; allowed: {known}")
-        return cls(**d)
+        return dataclass_from_dict(cls, dict(d or {}), f"{where} keys")
 
     def to_dict(self) -> dict:
         return asdict(self)

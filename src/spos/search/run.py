@@ -29,7 +29,8 @@ def trained_holdout(train_config: dict, n: int) -> tuple[int, int] | None:
 
 
 def load_search_data(
-    data: str, space: SearchSpace, config: SearchConfig, train_config: dict | None = None
+    data: str, space: SearchSpace, config: SearchConfig, train_config: dict | None = None,
+    holdout_from: SearchData | None = None,
 ) -> SearchData:
     """Decode the recalibration subset and the held-out images of ``data``'s training set once.
 
@@ -38,11 +39,15 @@ def load_search_data(
     ``config.holdout`` of those images, so it never scores on images the supernet trained on.
     Without a training config the split is ``holdout_split(n, config.holdout, holdout_seed or 0)``.
     The recalibration images are a subset of the rest drawn with ``config.seed``. Both use the
-    eval transform (no augmentation).
+    eval transform (no augmentation). ``holdout_from``: data of the same split whose held-out
+    images are reused (they do not depend on ``config.seed``), so only the recalibration images
+    are decoded.
     """
     from ..data import to_tensors
     ds, recal_idx, holdout_idx = search_split(data, space, config, train_config)
     recal, _ = to_tensors(ds, recal_idx, batch_size=config.batch_size)
+    if holdout_from is not None:
+        return SearchData(recal, holdout_from.holdout_images, holdout_from.holdout_labels)
     images, labels = to_tensors(ds, holdout_idx, batch_size=config.batch_size)
     if tuple(images.shape[1:]) != (space.input_channels, space.input_size, space.input_size):
         raise SposError(f"data {data!r} gives {tuple(images.shape[1:])} images; the supernet expects "

@@ -21,8 +21,8 @@ from spos.runs import load_checkpoint
 from spos.train.config import TrainConfig
 from spos.train.trainer import Trainer
 
-FIXTURE = Path(__file__).parent / "fixtures" / "v010_supernet"
-CURRENT = Path(__file__).parent / "fixtures" / "redesign2_supernet"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "v010_supernet"
+CURRENT = Path(__file__).parents[1] / "fixtures" / "redesign2_supernet"
 #: What write_run_info adds to config.yaml beyond TrainConfig's keys.
 RESOLVED = ("resolved_space", "resolved_arch", "world_size")
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-JOB = str(Path(__file__).with_name("_search_job.py"))
+JOB = str(Path(__file__).parents[1] / "_search_job.py")
 
 
 def _job(out: Path, *args: str) -> subprocess.Popen:

@@ -1,0 +1,102 @@
+import itertools
+import math
+import random
+
+import pytest
+
+from spos.cli import main
+from spos.cost.latency import LatencyTable, measure_models_ms
+from spos.errors import SposError
+from spos.genes import sample
+from spos.nn.supernet import SubNet
+from spos.space import Arch, SearchSpace
+
+
+@pytest.fixture(scope="module")
+def latency_space() -> SearchSpace:
+    return SearchSpace(
+        stage_depths=(1, 3, 1, 1),
+        stage_channels=(48, 96, 192, 384),
+        input_size=64,
+        num_classes=10,
+        stem_channels=16,
+        channel_genes=(2, 5, 9),
+        last_channels=128,
+    )
+
+
+@pytest.fixture(scope="module")
+def latency_table(latency_space) -> LatencyTable:
+    # Batch 8: at batch 1 these small maps are timed mostly as per-op overhead, and 3.3x the MACs
+    # read only ~1.1x the time, too close to timing noise to test monotonicity.
+    return LatencyTable.build(latency_space, "cpu", "torch", threads=1, warmup=3, repeats=15, batch_size=8)
+
+
+def test_latency_table_round_trips_and_predicts_positive_ms_monotone_in_width(
+    tmp_path, latency_table, latency_space
+):
+    path = tmp_path / "lat.json"
+    latency_table.save(path)
+    loaded = LatencyTable.load(path)
+    assert loaded == latency_table
+    # positions after the first in a stage are measured once and share entries
+    assert loaded.blocks[3] == loaded.blocks[2] and loaded.blocks[2][0][1] is None
+    blocks = (0, 1, 3, 2, 0, 1)
+    preds = [
+        loaded.predict(Arch(blocks, (g,) * 6, latency_space.stage_depths))
+        for g in latency_space.channel_genes
+    ]
+    assert all(p > 0 and math.isfinite(p) for p in preds)
+    assert all(b >= 0.9 * a for a, b in itertools.pairwise(preds)), (
+        preds
+    )  # 10% tolerance for timing noise
+    assert preds[-1] > 1.2 * preds[0], preds  # 3.3x the MACs (seen: 1.45-2.1x); overhead damps it
+
+
+def test_latency_table_refuses_genes_it_did_not_measure_and_bad_files(
+    tmp_path, latency_table, latency_space
+):
+    with pytest.raises(SposError, match="not allowed"):
+        latency_table.predict(Arch((0,) * 6, (4,) * 6, latency_space.stage_depths))
+    (tmp_path / "bad.json").write_text('{"kind": "something else"}')
+    for bad in (tmp_path / "bad.json", tmp_path / "missing.json"):
+        with pytest.raises(SposError):
+            LatencyTable.load(bad)
+
+
+def test_onnxruntime_latency_table_and_interleaved_whole_model_timings(tiny_space):
+    space = tiny_space.replace(channel_genes=(2, 9))
+    table = LatencyTable.build(
+        space, "cpu", "onnxruntime", threads=1, warmup=1, repeats=3, rounds=2, calibration_archs=2
+    )
+    assert table.backend == "onnxruntime" and table.scale > 0
+    archs = [sample(space, random.Random(i)) for i in range(2)]
+    measured = measure_models_ms(
+        [SubNet(space, a) for a in archs], (3, 32, 32), "onnxruntime", threads=1, warmup=1,
+        repeats=3, rounds=2,
+    )  # fmt: skip
+    assert len(measured) == 2 and all(m > 0 for m in measured)
+    assert all(table.predict(a) > table.overhead_ms for a in archs)
+
+
+def test_latency_table_cli_times_held_out_subnets_in_its_own_rounds(tmp_path, capsys):
+    cfg = tmp_path / "space.yaml"
+    cfg.write_text(
+        "space:\n  stage_depths: [1, 1, 2, 1]\n  layout: oneshot\n  width: 0.5\n"
+        "  stem_stride: 2\n  channel_genes: [2, 9]\n"
+    )
+    out = tmp_path / "lat.json"
+    args = ["latency-table", "--config", str(cfg), "--out", str(out), "--threads", "1",
+            "--warmup", "1", "--repeats", "3", "--rounds", "2", "--calibration-archs", "1"]  # fmt: skip
+    assert main([*args, "--check-archs", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}" in text and "prediction error on 3 held-out subnets" in text
+    table = LatencyTable.load(out)
+    assert table.space.stage_depths == (1, 1, 2, 1) and table.space.input_size == 28
+    assert len(table.checks) == 3 and len(table.check_errors()) == 3
+    for check in table.checks:  # each held-out subnet: measured whole, predicted from the parts
+        arch = Arch.parse(check["arch"], table.space.stage_depths)
+        assert check["measured_ms"] > 0
+        assert check["predicted_ms"] == pytest.approx(table.predict(arch))
+    assert main([*args, "--check-archs", "-1"]) == 2
+    assert "--check-archs must be >= 0" in capsys.readouterr().err

@@ -50,3 +50,21 @@ TINY_SPACE = {
     "input_size": 16,
     "last_channels": 64,
 }
+
+
+def tiny_pipeline(out, budget_macs: int = 300_000) -> dict:
+    """A pipeline config on TINY_SPACE that runs every stage in seconds (on write_fashion data)."""
+    common = {"batch_size": 32, "lr": 0.05, "warmup_steps": 2, "schedule": "constant", "workers": 0,
+              "eval_batch_size": 64, "progress": False}  # fmt: skip
+    return {
+        "data": "builtin",
+        "out": str(out),
+        "budget_macs": budget_macs,
+        "space": {**TINY_SPACE, "input_channels": 1, "num_classes": 10},
+        "supernet": {**common, "epochs": 2, "max_steps": 6, "holdout": 64, "recal_images": 64, "val_size": 50,
+                     "sampler": "strolling", "warmup_start_epoch": 1},
+        "search": {"population": 6, "parents": 2, "generations": 2, "recal_images": 64, "holdout": 64,
+                   "batch_size": 64},
+        "subnet": {**common, "epochs": 1, "max_steps": 4},
+        "sampling_plot_samples": 100,
+    }  # fmt: skip

@@ -71,9 +71,87 @@ def test_missing_builtin_says_how_to_fetch_it(tmp_path, monkeypatch):
     monkeypatch.setenv("SPOS_DATA", str(tmp_path / "nothing"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
-    with pytest.raises(SposError, match="make data") as e:
+    with pytest.raises(SposError, match="spos data fetch") as e:
         data.dataset("builtin", "train", True)
     assert "\n" not in str(e.value)
+
+
+def test_builtin_is_found_in_the_per_user_data_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPOS_DATA", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
+    assert data.user_data_dir() == tmp_path / "xdg" / "spos"
+    write_fashion(tmp_path / "xdg" / "spos" / "fashion-mnist", n_train=20, n_val=10)
+    assert data.fashion_mnist_dir() == tmp_path / "xdg" / "spos" / "fashion-mnist"
+    assert len(data.dataset("builtin", "val", False)) == 10
+
+
+def _fake_debian_tools(tmp_path, monkeypatch):
+    """apt-get and dpkg-deb stand-ins on PATH: apt-get refuses `download` until it is given
+    private package lists (a fresh machine), then leaves a .deb whose unpacked tree is a
+    generated dataset. Returns the file their calls are logged to."""
+    tree = tmp_path / "deb-tree"
+    write_fashion(tree / "usr/share/datasets/fashion-mnist", n_train=20, n_val=10)
+    (tree / "usr/share/doc/dataset-fashion-mnist").mkdir(parents=True)
+    (tree / "usr/share/doc/dataset-fashion-mnist/copyright").write_text("MIT, Zalando Research")
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(f"""#!/bin/sh
+echo "apt-get $*" >> {calls}
+case "$*" in
+  *Dir::State::Lists*download*) touch dataset-fashion-mnist_1.0_all.deb ;;
+  *update*) ;;
+  *) echo "E: Unable to locate package dataset-fashion-mnist" >&2; exit 100 ;;
+esac
+""")
+    (bin_dir / "dpkg-deb").write_text(f"""#!/bin/sh
+echo "dpkg-deb $*" >> {calls}
+mkdir -p "$3" && cp -r {tree}/. "$3"
+""")
+    for tool in ("apt-get", "dpkg-deb"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
+    return calls
+
+
+def test_fetch_unpacks_the_debian_package_without_root(tmp_path, monkeypatch):
+    calls = _fake_debian_tools(tmp_path, monkeypatch)
+    logs: list[str] = []
+    folder = data.fetch_fashion_mnist(tmp_path / "data", log=logs.append)
+    assert folder == tmp_path / "data" / "fashion-mnist"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["COPYRIGHT", *[f for files in data.FASHION_FILES.values() for f in files]])
+    assert data.read_idx(folder / data.FASHION_FILES["val"][1]).shape == (10,)
+    log = calls.read_text()
+    assert "update" in log and "dpkg-deb -x" in log and logs == [f"Fashion-MNIST unpacked into {folder}"]
+    # A second fetch keeps the files and runs nothing.
+    calls.unlink()
+    data.fetch_fashion_mnist(tmp_path / "data", log=logs.append)
+    assert not calls.exists() and logs[-1] == f"Fashion-MNIST already in {folder}"
+
+
+def test_fetch_goes_to_spos_data_by_default_and_via_the_cli(tmp_path, monkeypatch, capsys):
+    from spos.cli import main
+
+    _fake_debian_tools(tmp_path, monkeypatch)
+    monkeypatch.setenv("SPOS_DATA", str(tmp_path / "mine"))
+    assert main(["data", "fetch"]) == 0
+    assert "unpacked into" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert data.fashion_mnist_dir() == tmp_path / "mine" / "fashion-mnist"
+
+
+def test_fetch_without_apt_get_says_what_to_do_in_one_line(tmp_path, monkeypatch, capsys):
+    from spos.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
+    assert main(["data", "fetch", "--dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spos: error: apt-get not found") and "dataset-fashion-mnist" in err
+    assert err.count("\n") == 1
 
 
 def _image_tree(root, corrupt: bool = True):

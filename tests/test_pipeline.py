@@ -3,7 +3,7 @@ import json
 
 import pytest
 import yaml
-from idx_fixtures import TINY_SPACE, write_fashion
+from idx_fixtures import tiny_pipeline, write_fashion
 
 from spos.cli import main
 from spos.errors import SposError
@@ -17,26 +17,9 @@ def fashion(tmp_path, monkeypatch):
     return folder
 
 
-def tiny_pipeline(tmp_path) -> dict:
-    common = {"batch_size": 32, "lr": 0.05, "warmup_steps": 2, "schedule": "constant", "workers": 0,
-              "eval_batch_size": 64, "progress": False}  # fmt: skip
-    return {
-        "data": "builtin",
-        "out": str(tmp_path / "run"),
-        "budget_macs": 300_000,
-        "space": {**TINY_SPACE, "input_channels": 1, "num_classes": 10},
-        "supernet": {**common, "epochs": 2, "max_steps": 6, "holdout": 64, "recal_images": 64, "val_size": 50,
-                     "sampler": "strolling", "warmup_start_epoch": 1},
-        "search": {"population": 6, "parents": 2, "generations": 2, "recal_images": 64, "holdout": 64,
-                   "batch_size": 64},
-        "subnet": {**common, "epochs": 1, "max_steps": 4},
-        "sampling_plot_samples": 100,
-    }  # fmt: skip
-
-
 def test_pipeline_runs_end_to_end_and_resumes_without_retraining(tmp_path, fashion, capsys):
     cfg_file = tmp_path / "pipeline.yaml"
-    cfg_file.write_text(yaml.safe_dump(tiny_pipeline(tmp_path)))
+    cfg_file.write_text(yaml.safe_dump(tiny_pipeline(tmp_path / "run")))
     assert main(["pipeline", "--config", str(cfg_file), "--no-progress"]) == 0
     run = tmp_path / "run"
     for f in ("report.md", "summary.json", "evaluation.json", "training.png", "sampling.png", "config.yaml",
@@ -70,7 +53,7 @@ def test_pipeline_runs_end_to_end_and_resumes_without_retraining(tmp_path, fashi
 
 
 def test_killed_pipeline_resumes_the_unfinished_stage(tmp_path, fashion):
-    cfg = PipelineConfig.from_dict(tiny_pipeline(tmp_path))
+    cfg = PipelineConfig.from_dict(tiny_pipeline(tmp_path / "run"))
     run = tmp_path / "run"
     # Simulate a stop after the supernet stage: its result exists, later stages do not.
     run_pipeline(cfg, log=lambda m: None)
@@ -96,7 +79,7 @@ def test_pipeline_config_errors_are_clear(tmp_path):
 
 
 def test_imagenet_pipeline_script_dry_run_on_a_fake_imagefolder(tmp_path):
-    """scripts/imagenet/pipeline.sh with configs/imagenet/pipeline.yaml: the full-size space is
+    """scripts/imagenet/pipeline.sh with the imagenet preset: the full-size space is
     built and every stage runs one step on a tiny fake ImageFolder tree (torchrun, 1 process)."""
     import os
     import shutil

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train one architecture from scratch on ImageNet with the SPEC §4 subnet recipe
-# (configs/imagenet/subnet.yaml, 360 epochs) under torchrun.
+# (the imagenet-subnet preset, 360 epochs) under torchrun.
 # Usage: DATA=/data/imagenet scripts/imagenet/train_subnet.sh ARCH_OR_ZOO_NAME [spos train flags]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and MASTER_PORT) on every node.
 set -euo pipefail
@@ -13,4 +13,4 @@ arch=$1; shift
 exec python -m torch.distributed.run \
   --nnodes="$NNODES" --node_rank="$NODE_RANK" --nproc_per_node="$NPROC_PER_NODE" \
   --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" \
-  -m spos train "$arch" --config configs/imagenet/subnet.yaml --data "$DATA" --out "$OUT" "$@"
+  -m spos train "$arch" --config imagenet-subnet --data "$DATA" --out "$OUT" "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the ImageNet supernet with the SPEC §4 recipe (configs/imagenet/supernet.yaml) under torchrun.
+# Train the ImageNet supernet with the SPEC §4 recipe (the imagenet-supernet preset) under torchrun.
 # One node:   DATA=/data/imagenet scripts/imagenet/train_supernet.sh
 # Multi-node: on every node set NNODES, NODE_RANK, MASTER_ADDR (and MASTER_PORT), e.g.
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=node0 DATA=/data/imagenet scripts/imagenet/train_supernet.sh
@@ -12,4 +12,4 @@ cd "$(dirname "$0")/../.."
 exec python -m torch.distributed.run \
   --nnodes="$NNODES" --node_rank="$NODE_RANK" --nproc_per_node="$NPROC_PER_NODE" \
   --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" \
-  -m spos train-supernet --config configs/imagenet/supernet.yaml --data "$DATA" --out "$OUT" "$@"
+  -m spos train-supernet --config imagenet-supernet --data "$DATA" --out "$OUT" "$@"

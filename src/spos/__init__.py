@@ -10,3 +10,14 @@ import os
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "create_model"]
+
+
+def __getattr__(name: str):
+    # ``spos.create_model`` without importing torch at ``import spos`` (the CLI starts faster).
+    if name == "create_model":
+        from .nn.create import create_model
+
+        return create_model
+    raise AttributeError(f"module 'spos' has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SposError
-from .space import Arch, SearchSpace
+from .space import BLOCK_NAMES, SCALES, Arch, ArchError, SearchSpace
 
 _ONESHOT = Arch.parse("0031-1100-20211020-2132:6535-2634-25754674-4543")
 
@@ -43,8 +43,33 @@ ZOO: dict[str, ZooEntry] = {
 def get(name: str) -> ZooEntry:
     key = name.lower()
     if key not in ZOO:
-        raise SposError(f"unknown zoo model {name!r}; known: {', '.join(ZOO)}")
+        raise SposError(f"unknown zoo model {name!r}; known: {', '.join(ZOO)}; or pass an arch string "
+                        f"BLOCKS:CHANNELS")  # fmt: skip
     return ZOO[key]
+
+
+def grammar(space: SearchSpace) -> str:
+    """What an arch string of ``space`` is, in one clause (for error messages)."""
+    n, genes = space.num_blocks, space.channel_genes
+    example = Arch((0,) * n, (genes[len(genes) // 2],) * n, space.stage_depths)
+    blocks = ", ".join(f"{i} {name}" for i, name in enumerate(BLOCK_NAMES))
+    return (f"an arch of this space is BLOCKS:CHANNELS, {n} block genes ({blocks}) and {n} channel genes "
+            f"({genes[0]}..{genes[-1]} = scales {SCALES[genes[0]]}..{SCALES[genes[-1]]}), grouped by stage "
+            f"{'-'.join(map(str, space.stage_depths))}, e.g. '{example}'")  # fmt: skip
+
+
+def _no_colon(text: str, space: SearchSpace) -> ArchError:
+    """The error for gene digits without the ':' between block and channel genes."""
+    digits = "".join(ch for ch in text if ch.isdigit())
+    n = space.num_blocks
+    if len(digits) != 2 * n:
+        return ArchError(f"{text!r} is not a zoo name; as an arch it lacks the ':' and has {len(digits)} of the "
+                         f"{2 * n} genes; {grammar(space)}")  # fmt: skip
+    try:
+        guess = Arch.parse(f"{digits[:n]}:{digits[n:]}", space.stage_depths)
+    except ArchError as e:
+        return ArchError(f"{text!r} lacks the ':' between the {n} block and {n} channel genes, and read so: {e}")
+    return ArchError(f"{text!r} lacks the ':' between the {n} block and {n} channel genes; did you mean '{guess}'?")
 
 
 def resolve(text: str, space: SearchSpace | None = None) -> tuple[Arch, SearchSpace]:
@@ -52,6 +77,8 @@ def resolve(text: str, space: SearchSpace | None = None) -> tuple[Arch, SearchSp
     size and input channels); an arch string is parsed against ``space`` (default: oneshot)."""
     space = space or SearchSpace()
     if ":" not in text:
+        if text.lower() not in ZOO and text.strip() and all(ch.isdigit() or ch in "-_ ," for ch in text):
+            raise _no_colon(text, space)
         entry = get(text)
         return entry.arch, entry.space(
             num_classes=space.num_classes,
@@ -59,5 +86,8 @@ def resolve(text: str, space: SearchSpace | None = None) -> tuple[Arch, SearchSp
             input_channels=space.input_channels,
             stem_stride=space.stem_stride,
         )
-    arch = Arch.parse(text, space.stage_depths)
+    try:
+        arch = Arch.parse(text, space.stage_depths)
+    except ArchError as e:
+        raise ArchError(f"{e}; {grammar(space)}") from None
     return arch.validate(space), space

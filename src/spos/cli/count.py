@@ -7,6 +7,11 @@ import json
 
 from .common import add_space_args, space_from_args
 
+EXAMPLES = """examples:
+  spos count oneshot-s+
+  spos count 0031-1100-20211020-2132:6535-2634-25754674-4543 --use-se --json
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="MACs / params / scores of an arch or zoo model",
         description="Count MACs (SPEC §3 convention), parameters, the Σ normalized score and the "
         "MicroNet score of an arch string (BLOCKS:CHANNELS) or zoo name (oneshot, oneshot+, oneshot-s+).",
+        epilog=EXAMPLES,
     )
     p.add_argument("arch", metavar="ARCH_OR_ZOO_NAME")
     add_space_args(p)

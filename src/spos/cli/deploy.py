@@ -8,7 +8,26 @@ import sys
 
 from ..errors import SposError
 from ..space import SearchSpace
-from .common import add_space_args, space_from_args
+from .common import add_space_args, set_help, space_from_args
+
+EXAMPLES = {
+    "profile": """examples:
+  spos profile oneshot-s+ --micronet
+  spos profile 0031-1100-20211020-2132:6535-2634-25754674-4543 --csv profile.csv
+""",
+    "export": """examples:
+  spos export runs/demo/subnet/final.pt --onnx subnet.onnx --graph int8
+  spos export oneshot-s+ --onnx oneshot-s+.onnx
+""",
+    "quantize": """examples:
+  spos quantize subnet.onnx --calib builtin --out subnet.int8.onnx
+  spos quantize model.onnx --calib /data/imagenet --out model.int8.onnx --eval-images 0
+""",
+    "latency-table": """examples:
+  spos latency-table --device cpu --threads 2 --out latency.json
+  spos latency-table --config imagenet --device cuda --out latency-gpu.json
+""",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,12 +44,13 @@ def _register_profile(sub: argparse._SubParsersAction) -> None:
         description="One row per op (conv, dwconv, linear, pool, activation, SE scale): "
         "input size, kernel, Cin, Cout, params, multiplies, adds, MACs, quantizable; "
         "then totals. See docs/profiling.md.",
+        epilog=EXAMPLES["profile"],
     )
     p.add_argument("arch", metavar="ARCH_OR_ZOO_NAME")
     p.add_argument(
         "--micronet", action="store_true", help="fold BN into the convs first (MicroNet counting)"
     )
-    p.add_argument("--csv", metavar="FILE", help="also write the rows (and a totals row) as CSV")
+    p.add_argument("--csv", metavar="FILE", help="also write the rows (and a totals row) as CSV (default: none)")
     add_space_args(p)
     p.set_defaults(func=run_profile)
 
@@ -42,6 +62,7 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
         description="ARCH_OR_CKPT: an arch string or zoo name (random weights) or a "
         "trained subnet file (final.pt). The batch dimension is dynamic. The file is "
         "checked against PyTorch in onnxruntime before the command succeeds.",
+        epilog=EXAMPLES["export"],
     )
     p.add_argument("source", metavar="ARCH_OR_CKPT")
     p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
@@ -62,6 +83,7 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     )
     add_space_args(p)
     p.set_defaults(input_size=None, func=run_export)  # None: a checkpoint keeps its own size
+    set_help(p, "input_size", "input resolution (default: a checkpoint's own, else 224)")
 
 
 def _register_quantize(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +93,7 @@ def _register_quantize(sub: argparse._SubParsersAction) -> None:
         description="Calibrate on N images of the training split, quantise weights "
         "(int8, per channel) and activations (uint8), then report top-1 of fp32 and "
         "int8 on the test split and their latency on this CPU.",
+        epilog=EXAMPLES["quantize"],
     )
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument(
@@ -93,7 +116,7 @@ def _register_quantize(sub: argparse._SubParsersAction) -> None:
         "--per-tensor", action="store_true", help="one weight scale per tensor, not per channel"
     )
     p.add_argument(
-        "--exclude", nargs="*", default=[], metavar="OP", help="ONNX op types to keep in fp32"
+        "--exclude", nargs="*", default=[], metavar="OP", help="ONNX op types to keep in fp32 (default: none)"
     )
     p.add_argument(
         "--eval-images",
@@ -115,12 +138,14 @@ def _register_latency_table(sub: argparse._SubParsersAction) -> None:
         description="Median latency (ms) of every (position, block, allowed channel "
         "gene) of the search space plus stem and head, measured once per distinct "
         "position and BN-folded; `spos search --latency-table FILE` sums its entries.",
+        epilog=EXAMPLES["latency-table"],
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     p.add_argument("--out", required=True, metavar="FILE", help="output .json")
     p.add_argument(
-        "--config", metavar="FILE", help="YAML config whose `space:` mapping gives the search space"
+        "--config", metavar="NAME|FILE",
+        help="a preset or YAML config whose `space:` mapping gives the search space (default: the space flags)"
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=1)
@@ -226,12 +251,12 @@ def run_quantize(args: argparse.Namespace) -> int:
 def _latency_space(args: argparse.Namespace) -> SearchSpace:
     """The --config file's `space:` (resolved as training does: layout/width keys, the dataset's
     defaults), else the space flags with the searchable channel genes 0.6..2.0."""
+    from ..configs import load_config
     from ..data import data_info
-    from ..runs import load_yaml_config
 
     if not args.config:
         return space_from_args(args).replace(channel_genes=tuple(range(2, 10)))
-    cfg = load_yaml_config(args.config)
+    cfg = load_config(args.config)
     if not isinstance(cfg.get("space"), dict):
         raise SposError(f"config {args.config} has no `space:` mapping to build the table for")
     return SearchSpace.from_options(cfg["space"], defaults=data_info(cfg.get("data", "builtin")))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from ..configs import DEFAULT_PIPELINE, load_config
 from ..errors import SposError
-from ..runs import load_yaml_config
 
-_SOURCE_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+EXAMPLES = """examples:
+  spos pipeline --out runs/demo --resume          # the fashion-mnist preset on the built-in data
+  torchrun --nproc_per_node=8 -m spos pipeline --config imagenet --data /data/imagenet --resume
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,37 +21,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the supernet, search it under the budget, train the best subnet from "
         "scratch, test it and write report.md. Stages whose results exist are skipped; with "
         "--resume a stopped run continues where it stopped. Without --config the preset "
-        "configs/pipeline.yaml (built-in data) or configs/imagenet/pipeline.yaml (a folder) is used.",
+        f"{DEFAULT_PIPELINE['builtin']} (built-in data) or {DEFAULT_PIPELINE['folder']} (--data FOLDER) is used.",
+        epilog=EXAMPLES,
     )
-    p.add_argument("--config", help="pipeline YAML (sections: space, supernet, search, subnet)")
-    p.add_argument("--data", help="'builtin' (Fashion-MNIST) or an ImageFolder root with train/ and val/")
-    p.add_argument("--budget-macs", type=float, help="MACs per image the searched arch may use, e.g. 3e6")
+    p.add_argument("--config", metavar="NAME|FILE.yaml",
+                   help="a preset (`spos configs`) or a pipeline YAML (sections: space, supernet, search, "
+                   f"subnet) (default: {DEFAULT_PIPELINE['builtin']}, or {DEFAULT_PIPELINE['folder']} with "
+                   "--data FOLDER)")  # fmt: skip
+    p.add_argument("--data", help="'builtin' (Fashion-MNIST) or an ImageFolder root with train/ and val/ "
+                   "(default: the config's)")  # fmt: skip
+    p.add_argument("--budget-macs", type=float,
+                   help="MACs per image the searched arch may use, e.g. 3e6 (default: the config's)")
     p.add_argument("--out", help="run folder (default: the config's, runs/pipeline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (default: the config's, else auto)")
+    p.add_argument("--seed", type=int, help="seed of every stage (default: the config's, else 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log training and search to each stage's tensorboard/ folder (pip install spos[tensorboard])")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set supernet.epochs=2 (VALUE is YAML); repeatable")
+                   help="override a config value, e.g. --set supernet.epochs=2 (VALUE is YAML); repeatable "
+                   "(default: none)")  # fmt: skip
     p.set_defaults(func=run)
-
-
-def default_config_path(data: str) -> Path:
-    name = "pipeline.yaml" if data == "builtin" else "imagenet/pipeline.yaml"
-    for root in (Path("configs"), _SOURCE_CONFIGS):
-        if (root / name).is_file():
-            return root / name
-    raise SposError(f"no default config configs/{name} here; pass --config FILE.yaml")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import PipelineConfig, run_pipeline
 
     data = args.data
-    path = Path(args.config) if args.config else None
-    if path is None:
-        path = default_config_path(data or "builtin")
-    values = load_yaml_config(path)
+    values = load_config(args.config or DEFAULT_PIPELINE["builtin" if data in (None, "builtin") else "folder"])
     overrides = {"data": data, "budget_macs": args.budget_macs, "out": args.out, "device": args.device,
                  "seed": args.seed}  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         apply_override(values, item)
     if args.no_progress:
         values["progress"] = False
+    if args.tensorboard:
+        values["tensorboard"] = True
     config = PipelineConfig.from_dict(values)
     run_pipeline(config, resume=args.resume, command=" ".join(["spos", *sys.argv[1:]]))
     return 0

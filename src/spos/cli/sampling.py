@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..configs import load_config
 from ..cost.bounds import Bounds
 from ..errors import SposError
 from ..plots import plot_sampling
-from ..runs import load_yaml_config
 from ..sampling.coverage import SPEC_WINDOW, compare_samplers, default_window
 from ..sampling.samplers import KINDS
 from ..space import SCALES, SearchSpace
 from .common import add_space_args, amount
+
+EXAMPLES = """examples:
+  spos plot-sampling --min-macs 190M --max-macs 330M --min-params 2.8M --max-params 5M
+  spos plot-sampling --config fashion-mnist-supernet --samples 2000 --out sampling.png
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sampler's coverage: the share of occupied cells of a grid over the window among the "
         "cells any sampler reached. Default window: SPEC §4's 190-330M MACs and 2.8-5.0M params "
         "on the oneshot space; other spaces get the window at the same relative position.",
+        epilog=EXAMPLES,
     )
-    p.add_argument("--config", metavar="FILE.yaml",
-                   help="training config: take its space, window, min_channel_gene and seed "
-                   "(space flags are then ignored; window flags still override)")  # fmt: skip
+    p.add_argument("--config", metavar="NAME|FILE.yaml",
+                   help="training config (a preset or a file): take its space, window, min_channel_gene and "
+                   "seed (space flags are then ignored; window flags still override; default: none)")  # fmt: skip
     add_space_args(p)
     g = p.add_argument_group("more search-space options")
     g.add_argument("--stage-depths", type=int, nargs="+", default=None, metavar="N",
@@ -37,15 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="smallest channel scale sampled (default 0.6: genes 0.6..2.0)")  # fmt: skip
     w = p.add_argument_group("target window (counts accept k/M/G suffixes, e.g. 190M)")
     for flag in ("--min-macs", "--max-macs", "--min-params", "--max-params"):
-        w.add_argument(flag, type=amount, default=None)
-    w.add_argument("--max-latency-ms", type=float, default=None, help="needs --latency-table")
+        w.add_argument(flag, type=amount, default=None, help="default: the config's or SPEC §4's window")
+    w.add_argument("--max-latency-ms", type=float, default=None, help="needs --latency-table (default: no limit)")
     w.add_argument("--latency-table", metavar="FILE",
                    help="latency table from `spos latency-table` (default: the config's latency_table)")  # fmt: skip
     p.add_argument("--samples", type=int, default=5000, help="paths per sampler")
     p.add_argument("--grid", type=int, default=20, help="coverage grid cells per side")
     p.add_argument("--bin-macs", type=amount, default=None,
                    help="strolling MACs bin (default 20M; windows under 100M MACs get 10 bins)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="sampler seed (default: the config's, else 0)")
     p.add_argument("--out", default="sampling.png", help="PNG file to write")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -63,7 +69,7 @@ def _setup(args: argparse.Namespace) -> tuple[SearchSpace, Bounds, int | None, i
     if args.config:
         from ..train.config import TrainConfig, build_space
 
-        cfg = TrainConfig.from_dict(load_yaml_config(args.config), where=f"config ({args.config})")
+        cfg = TrainConfig.from_dict(load_config(args.config), where=f"config ({args.config})")
         space, _ = build_space(cfg)
         min_gene, seed, window_dict = cfg.min_channel_gene, cfg.seed, cfg.window
         latency_table = latency_table or cfg.latency_table

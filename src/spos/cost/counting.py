@@ -6,12 +6,14 @@ Units: ``macs`` are multiply-accumulates (what the SPEC tables call "FLOPs"); ``
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from ..errors import SposError
 from ..nn.ops import SqueezeExcite
 
 #: Σ normalized score references (SPEC §3): OneShot's rounded 328M MACs and 3.4M params.
@@ -74,22 +76,26 @@ class OpRow:
         return d
 
 
+#: What :func:`count`, :func:`profile` and :func:`count_micronet` accept as the input.
+InputShape = int | Sequence[int] | torch.Tensor
+
+
 def profile(
     model: nn.Module,
-    input_shape: int | Sequence[int] = 224,
-    in_channels: int = 3,
+    input_shape: InputShape = 224,
+    in_channels: int | None = None,
     micronet: bool = False,
 ) -> list[OpRow]:
     """Op-by-op costs of one forward pass of ``model`` on one image.
 
-    ``input_shape`` is a square size or a full (C, H, W). With ``micronet=True`` batch norms are
-    folded into their convolutions first (SPEC §3), so BN costs nothing and convs gain a bias.
-    Works for any module; models on the ``meta`` device cost no compute.
+    ``input_shape`` is what :func:`example_input` accepts (a square side, (H, W), (C, H, W),
+    (N, C, H, W) or an example tensor). With ``micronet=True`` batch norms are folded into
+    their convolutions first (SPEC §3), so BN costs nothing and convs gain a bias. Works for any
+    module; models on the ``meta`` device cost no compute.
     """
     if micronet:
         from ..nn.fold import fold_bn
         model = fold_bn(model)
-    shape = (in_channels, input_shape, input_shape) if isinstance(input_shape, int) else tuple(input_shape)
     rows: list[OpRow] = []
     hooks = []
 
@@ -105,10 +111,8 @@ def profile(
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.AdaptiveAvgPool2d, nn.BatchNorm2d, SqueezeExcite,
                           *_ACT_OPS)):  # fmt: skip
             hooks.append(m.register_forward_hook(hook(name)))
-    p = next(iter(model.parameters()), None)
-    device = p.device if p is not None else torch.device("cpu")
-    dtype = p.dtype if p is not None else torch.float32
-    if device.type == "meta":
+    x = example_input(model, input_shape, in_channels)
+    if x.device.type == "meta":
         # BN on meta tensors goes through slow decompositions; its output shape is its input's.
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -117,14 +121,55 @@ def profile(
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((1, *shape), device=device, dtype=dtype))
+            model(x)
         model.train(was_training)
+    except RuntimeError as e:
+        raise SposError(f"the model cannot run on a {'x'.join(map(str, x.shape))} input "
+                        f"({str(e).splitlines()[0]}); pass the input shape it takes") from None  # fmt: skip
     finally:
         for h in hooks:
             h.remove()
         for m in model.modules():
             m.__dict__.pop("forward", None)
     return rows
+
+
+def example_input(model: nn.Module, input_shape: InputShape, in_channels: int | None = None) -> torch.Tensor:
+    """A 1 x C x H x W input for ``model`` on its device and dtype (zeros), from the shapes users
+    pass: an int (a square side), (H, W), (C, H, W), (N, C, H, W) (the thop / fvcore
+    convention; costs stay per image, so N is dropped) or an example tensor (its first image).
+    C, where not given, is ``in_channels`` or else the first convolution's input channels.
+    Anything else is a one-line :class:`SposError`."""
+    if isinstance(input_shape, torch.Tensor):
+        if input_shape.dim() not in (3, 4) or 0 in input_shape.shape:
+            raise SposError(f"an example input must be a C x H x W or N x C x H x W tensor, got shape "
+                            f"{tuple(input_shape.shape)}")  # fmt: skip
+        return input_shape[:1] if input_shape.dim() == 4 else input_shape.unsqueeze(0)
+    def whole(d) -> bool:  # ints, numpy ints; not bools
+        return isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0
+
+    if whole(input_shape):
+        dims: tuple = (int(input_shape), int(input_shape))
+    elif isinstance(input_shape, Sequence) and not isinstance(input_shape, str):
+        dims = tuple(input_shape)
+    else:
+        dims = ()
+    if not 2 <= len(dims) <= 4 or not all(whole(d) for d in dims):
+        raise SposError(f"input shape must be an int (square side), (H, W), (C, H, W), (N, C, H, W) or an example "
+                        f"tensor, of positive ints; got {input_shape!r}")  # fmt: skip
+    if len(dims) == 2:
+        dims = (in_channels or _first_conv_channels(model), *dims)
+    p = next(iter(model.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype if p is not None else torch.float32
+    return torch.zeros((1, *map(int, dims[-3:])), device=device, dtype=dtype)
+
+
+def _first_conv_channels(model: nn.Module) -> int:
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise SposError("the model has no Conv2d to take the input channels from; pass (C, H, W)")
+    return conv.in_channels
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -173,8 +218,10 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count(model: nn.Module, input_shape: int | Sequence[int] = 224, in_channels: int = 3) -> Costs:
-    """MACs of one forward pass (SPEC §3 convention) and the parameter count of ``model``."""
+def count(model: nn.Module, input_shape: InputShape = 224, in_channels: int | None = None) -> Costs:
+    """MACs of one forward pass on one image (SPEC §3 convention) and the parameter count of
+    ``model``. ``input_shape``: an int (square side), (H, W), (C, H, W), (N, C, H, W) or an
+    example tensor (:func:`example_input`); C defaults to the first convolution's input channels."""
     rows = profile(model, input_shape, in_channels)
     return Costs(sum(r.macs for r in rows), num_params(model))
 
@@ -190,7 +237,7 @@ class MicroNetCount:
         return micronet_score(self.params, self.mults, self.adds)
 
 
-def count_micronet(model: nn.Module, input_shape: int | Sequence[int] = 224, in_channels: int = 3) -> MicroNetCount:
+def count_micronet(model: nn.Module, input_shape: InputShape = 224, in_channels: int | None = None) -> MicroNetCount:
     """MicroNet Challenge counting with BN folded into the convs (SPEC §3)."""
     from ..nn.fold import fold_bn
     folded = fold_bn(model)

@@ -34,11 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import tblog
 from .cost.bounds import Bounds
 from .cost.table import BatchPricer, cost_table
 from .errors import SposError, dataclass_from_dict
 from .genes import to_arch, uniform_genes
 from .runs import (
+    RunLock,
     atomic_write_json,
     atomic_write_text,
     load_checkpoint,
@@ -68,6 +70,7 @@ class FidelityConfig:
     scoring: dict = field(default_factory=dict)
     window: dict | None = None
     rescore: int = 2  # extra BN-recalibration subsets per arch (the estimate's own noise)
+    fitness: str = "acc"  # the supernet score ranked: held-out top-1 ("acc") or minus its cross-entropy ("loss")
     bootstrap: int = 2000  # bootstrap resamples for every interval
     top_k: int = 3
     pool: int = 20000  # uniform draws from which the K in-window archs are stratified
@@ -81,6 +84,8 @@ class FidelityConfig:
             raise SposError(f"a rank correlation needs at least 3 archs; got archs={self.archs}")
         if self.rescore < 0:
             raise SposError(f"fidelity option rescore must be >= 0, got {self.rescore}")
+        if self.fitness not in ("acc", "loss"):
+            raise SposError(f"fidelity option fitness must be acc or loss, got {self.fitness!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> FidelityConfig:
@@ -198,31 +203,33 @@ def score_archs(
     scoring: dict,
     rescore: int,
     store: Store,
-) -> dict[str, list[float]]:
+) -> dict[str, list[tuple[float, float]]]:
     """Supernet score of each arch, as the search computes it (``spos.search.Evaluator``), with
     the search's recalibration subset first and ``rescore`` other subsets after it:
-    ``{arch: [score with seed s, s + 1, ...]}``. Known scores come from ``store``; the held-out
-    images are decoded once for all subsets. ``train_config`` is the supernet file's config
-    (it fixes the holdout split)."""
+    ``{arch: [(top-1, loss) with seed s, s + 1, ...]}``. Known scores come from ``store`` (a
+    row written before losses were stored is scored again); the held-out images are decoded
+    once for all subsets. ``train_config`` is the supernet file's config (it fixes the holdout
+    split)."""
     from .search.config import SearchConfig
     from .search.evaluator import Evaluator
     from .search.run import load_search_data
 
     base = SearchConfig.from_dict(scoring)
-    out: dict[str, list[float]] = {str(a): [] for a in archs}
+    out: dict[str, list[tuple[float, float]]] = {str(a): [] for a in archs}
     decoded = None
     for r in range(rescore + 1):
         cfg = SearchConfig.from_dict({**scoring, "seed": base.seed + r})
-        settings = store.remember_config({k: getattr(cfg, k) for k in
-                                          ("recal_images", "holdout", "holdout_seed", "seed", "batch_size")})  # fmt: skip
-        missing = [a for a in archs if store.score(supernet_hash, str(a), settings) is None]
+        settings = store.remember_config(cfg.scoring)
+        missing = [a for a in archs if (store.score(supernet_hash, str(a), settings) or {}).get("loss") is None]
         if missing:
             decoded = load_search_data(data, supernet.space, cfg, train_config, holdout_from=decoded)
             evaluator = Evaluator(supernet, decoded, cfg.batch_size)
             for arch in missing:
-                store.put_score(supernet_hash, str(arch), settings, evaluator.accuracy(arch), images=cfg.holdout)
+                acc, loss = evaluator.score(arch)
+                store.put_score(supernet_hash, str(arch), settings, acc, loss, images=cfg.holdout)
         for arch in archs:
-            out[str(arch)].append(store.score(supernet_hash, str(arch), settings, count=False)["accuracy"])
+            row = store.score(supernet_hash, str(arch), settings, count=False)
+            out[str(arch)].append((row["accuracy"], row["loss"]))
     return out
 
 
@@ -367,7 +374,8 @@ def from_pipeline(pipeline_dir: str | os.PathLike, overrides: dict | None = None
     window = (cfg.get("supernet") or {}).get("window")
     if not window and cfg.get("budget_macs") is not None:
         window = {"max_macs": float(cfg["budget_macs"])}
-    base = {"recipe": dict(cfg.get("subnet") or {}), "scoring": scoring, "window": window}
+    base = {"recipe": dict(cfg.get("subnet") or {}), "scoring": scoring, "window": window,
+            "fitness": "loss" if search.get("fitness") == "loss" else "acc"}
     opts = {**base, **(overrides or {})}
     opts["recipe"] = {**base["recipe"], **((overrides or {}).get("recipe") or {})}
     inputs = FidelityInputs(folder / "supernet" / "final.pt", str(cfg.get("data", "builtin")),
@@ -385,18 +393,33 @@ def run_fidelity(
     device: str = "cpu",
     command: str = "",
     log: Callable[[str], None] = print,
+    tensorboard: bool = False,
 ) -> dict:
     """Run the fidelity check (see the module docstring); writes ``fidelity.json``,
     ``fidelity.csv`` and ``fidelity.png`` into ``out_dir`` (and a section of the pipeline's
     ``report.md``) and returns the summary. The store defaults to ``OUT/../spos-store.sqlite``
-    so that variants of one run share their stand-alone ground truth."""
-    from .nn.io import model_from_checkpoint
+    so that variants of one run share their stand-alone ground truth. ``tensorboard``: also log
+    the scatter figure to OUT/tensorboard."""
     from .runtime import init_distributed, resolve_device
 
     out = Path(out_dir)
     dev = resolve_device(device)
     init_distributed(dev)
     rank, _ = rank_world()
+    if tensorboard:
+        tblog.require()
+    with RunLock(out) if rank == 0 else contextlib.nullcontext():
+        summary = _run_fidelity(inputs, config, out, store_path, dev, rank, command, log)
+    if tensorboard and summary:  # rank 0: the other ranks return {}
+        from .plots import fidelity_figure
+        tblog.log_figure(out, "fidelity/scatter", fidelity_figure(summary))
+    return summary
+
+
+def _run_fidelity(inputs, config, out: Path, store_path, dev, rank: int, command: str, log) -> dict:
+    """The body of :func:`run_fidelity`, under the output folder's lock."""
+    from .nn.io import model_from_checkpoint
+
     ckpt = load_checkpoint(inputs.supernet)
     supernet, space, arch = model_from_checkpoint(ckpt, inputs.supernet)
     if arch is not None:
@@ -446,14 +469,19 @@ def _summarise(space, every, archs, winner, standalone, scores, config, store) -
     for a in every:
         key, c = str(a), table(a)
         seeds = [standalone[(key, s)]["accuracy"] for s in range(config.seeds)]
+        fit = [acc if config.fitness == "acc" else -loss for acc, loss in scores[key]]
         rows.append({"arch": key, "role": "winner" if winner is not None and a == winner else "random",
-                     "macs": c.macs, "params": c.params, "supernet_score": scores[key][0],
-                     "rescores": scores[key][1:], "standalone": seeds,
-                     "standalone_mean": float(np.mean(seeds))})  # fmt: skip
+                     "macs": c.macs, "params": c.params, "supernet_score": fit[0], "rescores": fit[1:],
+                     "supernet_acc": scores[key][0][0], "supernet_loss": scores[key][0][1],
+                     "standalone": seeds, "standalone_mean": float(np.mean(seeds))})  # fmt: skip
     acc = np.asarray([r["standalone"] for r in rows])
     stats = ranking_stats([r["supernet_score"] for r in rows], acc, [r["macs"] for r in rows],
                           [r["params"] for r in rows], config.top_k, config.bootstrap, config.seed)  # fmt: skip
     stats.update(estimate_noise(np.asarray([[r["supernet_score"], *r["rescores"]] for r in rows])))
+    # Both fitnesses side by side, whichever one ranks: top-1 and minus the cross-entropy.
+    stats["fitness"] = config.fitness
+    stats["tau_acc"] = _tau([r["supernet_acc"] for r in rows], acc.mean(axis=1))
+    stats["tau_loss"] = _tau([-r["supernet_loss"] for r in rows], acc.mean(axis=1))
     summary = {"archs": len(archs), "seeds": config.seeds, "ranking": stats, "rows": rows,
                "store": {"path": str(store.path), "hits": store.hits, "misses": store.misses}}  # fmt: skip
     if winner is not None:
@@ -464,7 +492,8 @@ def _summarise(space, every, archs, winner, standalone, scores, config, store) -
     return summary
 
 
-CSV_FIELDS = ("arch", "role", "macs", "params", "supernet_score", "standalone_mean", "standalone", "rescores")
+CSV_FIELDS = ("arch", "role", "macs", "params", "supernet_score", "supernet_acc", "supernet_loss",
+              "standalone_mean", "standalone", "rescores")
 
 
 def write_outputs(out: Path, summary: dict) -> None:
@@ -500,6 +529,9 @@ def format_summary(s: dict) -> str:
         f"spread {_fmt(r['score_spread'], 100, '%')}",
         f"top-{r['top_k']} overlap    {r['top_k_overlap']:.2f}   regret {100 * r['regret']:.2f} points",
     ]
+    if "tau_acc" in r:
+        lines.insert(2, f"fitness          {r['fitness']} (tau of held-out top-1 {r['tau_acc']:+.3f}, of minus "
+                        f"held-out loss {r['tau_loss']:+.3f})")
     w = s.get("search_vs_random")
     if w:
         lines.append(f"search vs random winner {100 * w['winner_mean']:.2f}% at percentile {w['percentile']:.0f} "

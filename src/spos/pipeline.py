@@ -8,6 +8,7 @@ checkpoint. ``report.md`` and its figures are rebuilt at the end of every invoca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -21,10 +22,11 @@ import torch.distributed as dist
 from . import data as datalib
 from .cost.counting import count_micronet
 from .cost.table import cost_table
-from .errors import SposError, check_keys
+from .errors import Preempted, SposError, check_keys
 from .nn.io import load_model, model_from_checkpoint
 from .report import write_report
-from .runs import atomic_write_json, load_checkpoint, write_run_info
+from .runs import RunLock, atomic_write_json, check_writable, load_checkpoint, write_run_info
+from .runtime import StopSignals, agree
 from .space import Arch
 
 STAGES = ("supernet", "search", "subnet", "evaluate", "report")
@@ -55,6 +57,7 @@ class PipelineConfig:
     subnet: dict = field(default_factory=dict)
     sampling_plot_samples: int = 2000  # paths per sampler in the report's sampling figure
     progress: bool = True
+    tensorboard: bool = False  # also log the stages to their tensorboard/ folders (spos[tensorboard])
 
     @classmethod
     def from_dict(cls, d: dict) -> PipelineConfig:
@@ -76,7 +79,8 @@ class PipelineConfig:
     # ---- the stages' own configs -------------------------------------------------------------
     def supernet_config(self):
         from .train.config import TrainConfig
-        opts = {"seed": self.seed, "device": self.device, "progress": self.progress, **self.supernet}
+        opts = {"seed": self.seed, "device": self.device, "progress": self.progress,
+                "tensorboard": self.tensorboard, **self.supernet}
         if self.budget_macs is not None and opts.get("sampler") in ("random", "strolling") and not opts.get("window"):
             opts["window"] = {"max_macs": self.budget_macs}
         return TrainConfig.from_dict({**opts, "data": self.data, "space": dict(self.space), "arch": None,
@@ -91,7 +95,8 @@ class PipelineConfig:
 
     def subnet_config(self, arch: str):
         from .train.config import TrainConfig
-        opts = {"seed": self.seed, "device": self.device, "progress": self.progress, **self.subnet}
+        opts = {"seed": self.seed, "device": self.device, "progress": self.progress,
+                "tensorboard": self.tensorboard, **self.subnet}
         return TrainConfig.from_dict({**opts, "data": self.data, "space": dict(self.space), "arch": arch,
                                       "out": str(Path(self.out) / "subnet")}, where="subnet section")  # fmt: skip
 
@@ -104,7 +109,21 @@ def run_pipeline(
 ) -> dict:
     """Run (or continue, with ``resume``) every stage; returns the summary written to
     ``summary.json``. Raises :class:`SposError` if ``config.out`` holds another run and
-    ``resume`` is False.
+    ``resume`` is False. Holds the folder's lock (rank 0); SIGTERM / SIGINT stop the running
+    stage at its next step or generation (its state saved) and raise
+    :class:`~spos.errors.Preempted`; the same command with ``--resume`` continues.
+    """
+    main = int(os.environ.get("RANK", "0")) == 0
+    lock = RunLock(config.out) if main else contextlib.nullcontext()
+    with lock, StopSignals() as signals:
+        if main:
+            check_writable(config.out)
+        return _run_stages(config, resume, command, log, signals)
+
+
+def _run_stages(config: PipelineConfig, resume: bool, command: str, log: Callable[[str], None],
+                signals: StopSignals) -> dict:  # fmt: skip
+    """The body of :func:`run_pipeline`.
 
     Longer than a screen: the stages in order, each one line, read top to bottom.
     """
@@ -143,6 +162,8 @@ def run_pipeline(
         times[name] = round(time.perf_counter() - t0, 1)
         if main:
             _save_state(state_path, config, times)
+        if agree([signals.requested])[0]:
+            raise Preempted(f"{signals.name} after the {name} stage; run the same command with --resume to continue")
 
     from .search.run import run_search
     from .train.trainer import train
@@ -152,7 +173,7 @@ def run_pipeline(
     stage("search", (search_dir / "best.json").is_file(),
           lambda: run_search(sup_dir / "final.pt", config.data, search_cfg, search_dir,
                              resume=(search_dir / "search_state.json").is_file(), device=config.device,
-                             command=command, log=log))  # fmt: skip
+                             command=command, log=log, tensorboard=config.tensorboard))  # fmt: skip
     best = json.loads((search_dir / "best.json").read_text())["best"]
     sub_cfg = config.subnet_config(best["arch"])
     stage("subnet", (sub_dir / "final.pt").is_file(),
@@ -183,7 +204,7 @@ def _comparable(config: PipelineConfig | dict) -> dict:
     """The settings a continued run must share with the saved one (not device or progress);
     a saved ``pipeline.json`` config (a dict) has its old key names upgraded silently."""
     d = dict(config) if isinstance(config, dict) else config.to_dict()
-    for k in ("device", "progress"):
+    for k in ("device", "progress", "tensorboard"):
         d.pop(k, None)
     for key in ("supernet", "subnet"):
         if isinstance(d.get(key), dict):

@@ -134,6 +134,15 @@ def plot_training_curves(metrics: dict[str, Path], path: Path) -> None:
 def plot_fidelity(summary: dict, path: Path) -> None:
     """Supernet score vs mean stand-alone accuracy per arch (seed range as error bars, the
     search's winner marked), with τ and the MACs-only baseline in the title."""
+    fig = fidelity_figure(summary)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    save_png(fig, Path(path))
+    plt.close(fig)
+
+
+def fidelity_figure(summary: dict):
+    """The figure of :func:`plot_fidelity`, open (TensorBoard logs it too)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,5 +168,37 @@ def plot_fidelity(summary: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    save_png(fig, Path(path))
+    return fig
+
+
+def plot_family(points: list[tuple[int, float]], summary: dict, path: Path) -> None:
+    """Every candidate of the pool (MACs, supernet score), its MACs-score front and each
+    budget's winner, labelled with its budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if points:
+        macs, score = zip(*points)
+        ax.scatter([m / 1e6 for m in macs], [100 * s for s in score], s=8, c="0.7", label="pool")
+    front = sorted(summary.get("pareto") or [], key=lambda r: r["macs"])
+    best, line = -float("inf"), []
+    for r in front:  # the MACs-only projection of the multi-cost front
+        if r["score"] > best:
+            best = r["score"]
+            line.append((r["macs"] / 1e6, 100 * r["score"]))
+    if line:
+        ax.plot(*zip(*line), "-", c="tab:blue", lw=1, label="front (MACs)")
+    for r in summary["budgets"]:
+        ax.scatter([r["macs"] / 1e6], [100 * r["score"]], marker="*", s=160, c="tab:red", zorder=3)
+        ax.annotate(r["budget"], (r["macs"] / 1e6, 100 * r["score"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7)  # fmt: skip
+    ax.set_xlabel("MACs (M) per image")
+    ax.set_ylabel("supernet score (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    save_png(fig, path)
     plt.close(fig)

@@ -110,3 +110,68 @@ def set_generator_state(rng: np.random.Generator, d: Mapping) -> None:
         "has_uint32": int(d["has_uint32"]),
         "uinteger": int(d["uinteger"]),
     }
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into a flag that training and search loops poll between steps
+    (cluster preemption sends SIGTERM, then SIGKILL after a grace period). A second SIGINT
+    interrupts at once (KeyboardInterrupt), for a user at a terminal. Outside the main thread
+    (where handlers cannot be installed) it is a flag nobody sets. Re-entrant: nested uses share
+    the outermost handlers."""
+
+    _depth = 0
+    _signal: int | None = None
+    _saved: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        import signal
+        import threading
+
+        cls = type(self)
+        if cls._depth == 0 and threading.current_thread() is threading.main_thread():
+            cls._signal = None
+            cls._saved = {s: signal.signal(s, cls._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        cls._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        cls = type(self)
+        cls._depth -= 1
+        if cls._depth == 0:
+            for s, handler in cls._saved.items():
+                signal.signal(s, handler)
+            cls._saved = {}
+
+    @classmethod
+    def _handle(cls, signum, frame) -> None:
+        import signal
+
+        if cls._signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cls._signal = signum
+
+    @property
+    def requested(self) -> bool:
+        return type(self)._signal is not None
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        # A rank stopped by agreement (another rank got the signal) says so.
+        return "a stop signal on another rank" if self._signal is None else signal.Signals(self._signal).name
+
+
+def agree(flags: list[bool], device: torch.device | str | None = None) -> list[bool]:
+    """Each flag true on any rank, on every rank (one MAX all-reduce); the flags themselves
+    without a process group. Every rank must call it at the same point. ``device`` defaults to
+    the backend's (CUDA for NCCL)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(flags)
+    if device is None:
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]

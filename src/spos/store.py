@@ -14,6 +14,7 @@ Hashes are SHA-256 of canonical JSON (configs) or of the file's bytes (supernets
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +34,10 @@ CREATE TABLE IF NOT EXISTS supernet_score (
     accuracy REAL NOT NULL, loss REAL, images INTEGER, created REAL,
     PRIMARY KEY (supernet_hash, arch, settings_hash));
 CREATE TABLE IF NOT EXISTS config (hash TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS supernet (hash TEXT PRIMARY KEY, path TEXT, space_hash TEXT, created REAL);
 """
+#: Columns added after the first release of the store (added to older files when opened).
+_ADDED = {"supernet_score": (("macs", "INTEGER"), ("params", "INTEGER"), ("latency", "TEXT"))}
 
 
 def config_hash(obj: dict) -> str:
@@ -70,6 +74,11 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            for table, columns in _ADDED.items():
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns:
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         except (sqlite3.DatabaseError, OSError) as e:
             raise SposError(f"cannot open the store {self.path}: {e}; pass another --store") from None
         self.hits = {"standalone": 0, "supernet_score": 0}
@@ -121,8 +130,70 @@ class Store:
 
     def put_score(self, supernet_hash: str, arch: str, settings_hash: str, accuracy: float,
                   loss: float | None = None, images: int | None = None) -> None:  # fmt: skip
-        self._db.execute("INSERT OR REPLACE INTO supernet_score VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (supernet_hash, arch, settings_hash, float(accuracy), loss, images, time.time()))
+        self._db.execute("INSERT OR REPLACE INTO supernet_score (supernet_hash, arch, settings_hash, accuracy, loss, "
+                         "images, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (supernet_hash, arch, settings_hash, float(accuracy), loss, images, time.time()))  # fmt: skip
+
+    # ---- the search's candidates -----------------------------------------------------------
+    def remember_supernet(self, supernet_hash: str, path: str, space_hash: str) -> None:
+        """Where a supernet file was seen (for ``spos store ls``)."""
+        self._db.execute("INSERT OR REPLACE INTO supernet VALUES (?, ?, ?, ?)",
+                         (supernet_hash, str(path), space_hash, time.time()))  # fmt: skip
+
+    def scores(self, supernet_hash: str, settings_hash: str, archs: list[str]) -> dict[str, dict]:
+        """Known scores of ``archs`` (those with a loss), counted as hits and misses."""
+        found = {}
+        for arch in archs:
+            row = self.score(supernet_hash, arch, settings_hash, count=False)
+            if row is not None and row.get("loss") is not None:
+                found[arch] = row
+            self._count("supernet_score", row if arch in found else None)
+        return found
+
+    def put_scores(self, supernet_hash: str, settings_hash: str, rows: list[dict]) -> None:
+        """Candidates of one generation in one transaction: dicts with arch, accuracy, loss,
+        images and optionally macs, params, latency (ms per latency table, a mapping)."""
+        now = time.time()
+        values = [(supernet_hash, r["arch"], settings_hash, float(r["accuracy"]), r.get("loss"), r.get("images"),
+                   now, r.get("macs"), r.get("params"),
+                   json.dumps(r["latency"], sort_keys=True) if r.get("latency") is not None else None)
+                  for r in rows]  # fmt: skip
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO supernet_score (supernet_hash, arch, settings_hash, "
+                                 "accuracy, loss, images, created, macs, params, latency) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)  # fmt: skip
+
+    def candidates(self, supernet_hash: str | None = None) -> list[dict]:
+        """Every stored supernet score (of one supernet file, or all), newest last."""
+        sql = ("SELECT supernet_hash, arch, settings_hash, accuracy, loss, images, macs, params, latency, created "
+               "FROM supernet_score")  # fmt: skip
+        args: tuple = ()
+        if supernet_hash is not None:
+            sql, args = sql + " WHERE supernet_hash = ?", (supernet_hash,)
+        keys = ("supernet_hash", "arch", "settings_hash", "accuracy", "loss", "images", "macs", "params",
+                "latency", "created")  # fmt: skip
+        rows = [dict(zip(keys, r)) for r in self._db.execute(sql + " ORDER BY created, arch", args)]
+        for r in rows:
+            r["latency"] = json.loads(r["latency"]) if r["latency"] else None
+        return rows
+
+    def supernets(self) -> list[dict]:
+        """One row per (supernet file, scoring settings): how many candidates, the best score."""
+        rows = self._db.execute(
+            "SELECT s.supernet_hash, s.settings_hash, COUNT(*), MAX(s.accuracy), n.path FROM supernet_score s "
+            "LEFT JOIN supernet n ON n.hash = s.supernet_hash GROUP BY s.supernet_hash, s.settings_hash "
+            "ORDER BY MIN(s.created)").fetchall()  # fmt: skip
+        return [dict(zip(("supernet_hash", "settings_hash", "candidates", "best_accuracy", "path"), r)) for r in rows]
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def counts(self) -> dict:
         """Rows per table."""

@@ -42,11 +42,12 @@ def fake_accuracy(monkeypatch):
     """Replace evaluation by a fast deterministic score of the genes; record every evaluated arch."""
     calls: list[Arch] = []
 
-    def accuracy(self, arch: Arch) -> float:
+    def score(self, arch: Arch) -> tuple[float, float]:
         calls.append(arch)
-        return (sum(arch.blocks) + sum(arch.channels)) / (12 * len(arch.blocks))
+        acc = (sum(arch.blocks) + sum(arch.channels)) / (12 * len(arch.blocks))
+        return acc, 1.0 - acc
 
-    monkeypatch.setattr(Evaluator, "accuracy", accuracy)
+    monkeypatch.setattr(Evaluator, "score", score)
     return calls
 
 

@@ -96,3 +96,73 @@ def test_global_batch_must_split_evenly(tmp_path, monkeypatch, batch_size):
     monkeypatch.setenv("SPOS_DATA", str(write_fashion(tmp_path / "fm", 64, 16)))
     with pytest.raises(SposError, match="divisible"):
         Trainer(TrainConfig.from_dict(_config(tmp_path / "x", batch_size=batch_size, accum_steps=4)))
+
+
+def _run_ranks(tmp_path, out, cfg: dict) -> tuple[dict, dict]:
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         str(script), json.dumps(cfg)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    return torch.load(out / "rank0.pt", weights_only=True), torch.load(out / "rank1.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("rule", [{"sampler": "fair"}, {"sandwich": True, "distill": True}])
+def test_several_paths_per_step_under_two_gloo_ranks_match_one_process(tmp_path, monkeypatch, rule):
+    # Several paths per step bypass DDP (one all-reduce of the summed gradients): the result
+    # must still equal one process with the same global batch. lr 0.005: at 0.1 (fair) or 0.02
+    # (sandwich) the summed gradients of 4 paths make this tiny net's 4 steps chaotic enough that
+    # float summation order shows (1e-7 after 2 steps, up to 1% after 4); at 0.005 they agree.
+    folder = write_fashion(tmp_path / "fm", n_train=256, n_val=32)
+    monkeypatch.setenv("SPOS_DATA", str(folder))
+    rule = {**rule, "lr": 0.005}
+    w0, w1 = _run_ranks(tmp_path, tmp_path / "ddp", _config(tmp_path / "ddp", **rule))
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = Trainer(TrainConfig.from_dict(_config(tmp_path / "single", accum_steps=2, **rule)))
+        single.run()
+    finally:
+        torch.set_num_threads(old)
+    ref = single.model.state_dict()
+    for name, _ in single.model.named_parameters():
+        assert torch.equal(w0[name], w1[name]), f"ranks differ in {name}"
+        torch.testing.assert_close(w0[name], ref[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_sigterm_to_one_rank_stops_both_ranks_with_a_saved_checkpoint(tmp_path, monkeypatch):
+    # Only rank 1 is signalled; rank 0 learns it through the per-step agreement, so neither
+    # waits forever in the other's collective, and both leave the checkpoint of the same step.
+    import signal
+    import time
+
+    folder = write_fashion(tmp_path / "fm", n_train=512, n_val=32)
+    monkeypatch.setenv("SPOS_DATA", str(folder))
+    cfg = _config(tmp_path / "run", epochs=50, checkpoint_every=2)
+    cfg.pop("max_steps")
+    cfg_file = tmp_path / "c.json"
+    out = cfg.pop("out")
+    cfg_file.write_text(json.dumps(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         "-m", "spos", "train-supernet", "--config", str(cfg_file), "--out", out],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "checkpoint.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-3000:] if proc.poll() else ""
+        time.sleep(0.1)
+    ranks = subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "spos"], capture_output=True, text=True).stdout.split()
+    assert len(ranks) == 2, ranks
+    worker_env = {pid: open(f"/proc/{pid}/environ", "rb").read().split(b"\0") for pid in ranks}
+    rank1 = next(pid for pid, env_ in worker_env.items() if b"RANK=1" in env_)
+    os.kill(int(rank1), signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert err.count("spos: stopped: SIGTERM at step") == 1, err[-3000:]
+    assert err.count("spos: stopped: a stop signal on another rank at step") == 1, err[-3000:]
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert 0 < ckpt["step"] < 50 * 8 and ckpt["world_size"] == 2

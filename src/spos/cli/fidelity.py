@@ -13,6 +13,7 @@ from ..errors import SposError
 EXAMPLES = """examples:
   spos fidelity --pipeline runs/demo                      # the demo run: K=16 archs, 2 seeds
   spos fidelity --pipeline runs/demo --epochs 2 --archs 16 --out runs/demo/fidelity-e2
+  spos fidelity --pipeline runs/demo --supernet runs/fair/final.pt --search runs/fair-search --fitness loss
 """
 
 
@@ -23,15 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", required=True, help="a `spos pipeline` folder (supernet, search, recipe)")
     p.add_argument("--out", help="output folder (default: PIPELINE/fidelity)")
     p.add_argument("--store", help="SQLite store (default: OUT/../spos-store.sqlite)")
-    p.add_argument("--supernet", help="score with this supernet file instead of the pipeline's")
+    p.add_argument("--supernet", help="score with this supernet file (default: the pipeline's)")
+    p.add_argument("--search", help="check this search folder's winner (default: the pipeline's)")
     p.add_argument("--archs", type=int, default=16, help="K random archs in the window (default: 16)")
     p.add_argument("--seeds", type=int, default=2, help="R stand-alone seeds per arch (default: 2)")
     p.add_argument("--epochs", type=int, help="stand-alone epochs (default: the pipeline's subnet section)")
     p.add_argument("--rescore", type=int, default=2, help="extra recalibration subsets per arch (default: 2)")
     p.add_argument("--recal-images", type=int, help="BN recalibration images (default: the search's)")
     p.add_argument("--holdout", type=int, help="held-out images scored (default: the search's)")
+    p.add_argument("--fitness", choices=("acc", "loss"),
+                   help="supernet score ranked: held-out top-1 or minus its loss (default: the search's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the arch draw (default: 0)")
     p.add_argument("--device", default="cpu", help="device for scoring (default: cpu)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log the scatter figure to OUT/tensorboard (pip install spos[tensorboard])")
     p.set_defaults(func=run)
 
 
@@ -43,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise SposError(f"--epochs must be at least 1, got {args.epochs}")
         overrides["recipe"] = {"epochs": args.epochs}
+    if args.fitness is not None:
+        overrides["fitness"] = args.fitness
     inputs, config = from_pipeline(args.pipeline, overrides)
     scoring = dict(config.scoring)
     for key in ("recal_images", "holdout"):
@@ -51,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, scoring=scoring)
     if args.supernet:
         inputs.supernet = Path(args.supernet)
+    if args.search:
+        inputs.search_dir = Path(args.search)
     out = Path(args.out) if args.out else Path(args.pipeline) / "fidelity"
-    run_fidelity(inputs, config, out, args.store, device=args.device, command=shlex.join(sys.argv))
+    run_fidelity(inputs, config, out, args.store, device=args.device, command=shlex.join(sys.argv),
+                 tensorboard=args.tensorboard)
     return 0

@@ -6,8 +6,9 @@ import argparse
 import shlex
 import sys
 
+from ..configs import load_config
 from ..errors import SposError
-from ..runs import load_yaml_config
+from ..sampling.samplers import KINDS
 from ..train.config import TrainConfig
 from ..train.trainer import train
 
@@ -35,8 +36,31 @@ _FLAGS = [
     ("--workers", "workers", int, "DataLoader workers per process (ImageFolder data)"),
     ("--seed", "seed", int, "seed for data order, paths and initialisation"),
 ]
+# Flags that take fixed values (the ones TrainConfig.check allows), and what a None default means.
+_CHOICES = {"schedule": ("cosine", "constant"), "amp": ("auto", "bf16", "fp16", "none"),
+            "on_error": ("skip", "fail"), "sampler": KINDS}  # fmt: skip
+_NONE_MEANS = {"max_steps": "all epochs", "warmup_steps": "from --warmup-epochs", "grad_clip": "no clipping",
+               "val_size": "the whole val split", "warmup_start_epoch": "channel selection from the start",
+               "min_channel_gene": "the space's smallest"}  # fmt: skip
+EXAMPLES = {
+    "train-supernet": """examples:
+  spos train-supernet --config fashion-mnist-supernet --out runs/supernet
+  torchrun --nproc_per_node=8 -m spos train-supernet --config imagenet-supernet --data /data/imagenet
+""",
+    "train": """examples:
+  spos train oneshot-s+ --config imagenet-subnet --data /data/imagenet --out runs/subnet
+  spos train 3-3-30-3:6-4-44-6 --data builtin --epochs 5 --batch-size 128 --lr 0.1 --tensorboard
+""",
+}
+
+
+def _flag_help(key: str, text: str) -> str:
+    default = getattr(TrainConfig(), key)
+    return f"{text} (default: {_NONE_MEANS.get(key, 'none') if default is None else default})"
+
+
 _SUPERNET_FLAGS = [
-    ("--sampler", "sampler", str, "path sampler: uniform, random or strolling"),
+    ("--sampler", "sampler", str, "path sampler: uniform, random, strolling or fair (FairNAS, 4 paths a step)"),
     ("--warmup-start-epoch", "warmup_start_epoch", int, "epoch channel selection starts (SPEC §4)"),
     ("--min-channel-gene", "min_channel_gene", int, "lowest channel gene ever sampled (2 = 0.6)"),
 ]
@@ -49,19 +73,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a supernet: one path per step from a path sampler, BN-recalibrated "
         "validation of the largest, smallest and a middle path each epoch. Use torchrun for "
         "several processes. Flags override --config values.",
+        epilog=EXAMPLES["train-supernet"],
     )
     _add_common(p)
     for flag, key, typ, text in _SUPERNET_FLAGS:
-        p.add_argument(flag, dest=key, type=typ, default=None, help=text)
+        p.add_argument(flag, dest=key, type=typ, default=None, help=_flag_help(key, text), choices=_CHOICES.get(key))
     p.add_argument("--window", nargs=4, type=float, default=None,
                    metavar=("MIN_MACS", "MAX_MACS", "MIN_PARAMS", "MAX_PARAMS"),
-                   help="constraint window for random/strolling sampling (absolute numbers)")  # fmt: skip
+                   help="constraint window for random/strolling sampling (absolute numbers; default: none)")  # fmt: skip
+    p.add_argument("--sandwich", action="store_true", default=None,
+                   help="sandwich rule: also train the window's largest and smallest path each step")
+    p.add_argument("--distill", action="store_true", default=None,
+                   help="with --sandwich: in-place distillation from the largest path")
     p.set_defaults(func=run_supernet, arch=None)
 
     p = sub.add_parser(
         "train",
         help="train one architecture (arch string or zoo name) from scratch",
         description="Train a subnet from scratch with the SPEC §4 recipe. Flags override --config values.",
+        epilog=EXAMPLES["train"],
     )
     p.add_argument("arch", metavar="ARCH_OR_ZOO_NAME", help="BLOCKS:CHANNELS or oneshot, oneshot+, oneshot-s+")
     _add_common(p)
@@ -69,20 +99,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.yaml", help="training config (keys of spos.train.TrainConfig)")
+    p.add_argument("--config", metavar="NAME|FILE.yaml",
+                   help="a preset (`spos configs`) or a YAML file of spos.train.TrainConfig keys (default: none)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar")  # fmt: skip
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also log to OUT/tensorboard (needs `pip install spos[tensorboard]`)")
     for flag, key, typ, text in _FLAGS:
-        p.add_argument(flag, dest=key, type=typ, default=None, help=text)
+        p.add_argument(flag, dest=key, type=typ, default=None, help=_flag_help(key, text), choices=_CHOICES.get(key))
 
 
 def config_from_args(args: argparse.Namespace, supernet: bool) -> TrainConfig:
     """The config file's values (if any), overridden by every flag given on the command line."""
-    values = load_yaml_config(args.config) if args.config else {}
-    keys = [key for _, key, _, _ in _FLAGS] + ["progress"]
+    values = load_config(args.config) if args.config else {}
+    keys = [key for _, key, _, _ in _FLAGS] + ["progress", "tensorboard"]
     if supernet:
-        keys += [key for _, key, _, _ in _SUPERNET_FLAGS]
+        keys += [key for _, key, _, _ in _SUPERNET_FLAGS] + ["sandwich", "distill"]
     for key in keys:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)

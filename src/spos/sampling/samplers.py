@@ -1,7 +1,8 @@
 """Path samplers for supernet training (SPEC §4).
 
 One path is trained per step. A :class:`PathSampler` hands it out: ``sampler.sample(epoch)``.
-Three kinds, all built by :func:`build_sampler`:
+Four kinds, all built by :func:`build_sampler` (``fair``, FairNAS strict fairness with 4 paths
+per step, lives in :mod:`.fair`):
 
 - ``uniform``: block genes uniform over the 4 choice blocks, channel genes uniform over the
   channel genes the warm-up allows at this epoch (:func:`allowed_channel_genes`).
@@ -49,7 +50,7 @@ from ..runtime import generator_state, set_generator_state
 from ..space import SCALES, Arch, SearchSpace
 from .schedule import allowed_channel_genes, usable_channel_genes
 
-KINDS: tuple[str, ...] = ("uniform", "random", "strolling")
+KINDS: tuple[str, ...] = ("uniform", "random", "strolling", "fair")
 
 
 #: Default MACs bin of strolling evolution (SPEC §4).
@@ -129,6 +130,13 @@ class PathSampler:
 
     def _sample(self, allowed: np.ndarray) -> np.ndarray:
         return uniform_genes(self._rng, self.space.num_blocks, allowed, 1)[0]
+
+    #: Paths one training step trains (the FairNAS sampler trains several).
+    paths_per_step = 1
+
+    def sample_step(self, epoch: int = 0) -> list[Arch]:
+        """Every path one training step of ``epoch`` trains (one here; see :mod:`.fair`)."""
+        return [self.sample(epoch)]
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -446,7 +454,8 @@ def build_sampler(
     latency=None,
     **options,
 ) -> PathSampler:
-    """A path sampler of ``kind`` (uniform, random or strolling); see the module docstring.
+    """A path sampler of ``kind`` (uniform, random, strolling or fair); see the module
+    docstring and :mod:`spos.sampling.fair`.
 
     ``window`` bounds MACs / params for random and strolling (uniform ignores it: it is the
     unconstrained baseline). ``warmup_start_epoch`` is the epoch channel selection starts
@@ -456,7 +465,9 @@ def build_sampler(
     ``options`` go to the strolling sampler (``bin_macs``, ``params_levels``, ``train_rank``).
     Raises :class:`SposError` for an unknown kind or an unreachable window.
     """
-    classes = {"uniform": PathSampler, "random": RandomSampler, "strolling": StrollingSampler}
+    from .fair import FairSampler
+
+    classes = {"uniform": PathSampler, "random": RandomSampler, "strolling": StrollingSampler, "fair": FairSampler}
     if kind not in classes:
         raise SposError(f"unknown sampler {kind!r}; choose one of {', '.join(KINDS)}")
     if options and kind != "strolling":

@@ -14,13 +14,18 @@ from ..runtime import parse_amount
 LatencyModel = ArchCostModel
 
 
+#: What a search maximises (:func:`spos.search.evolution.fitness_of`).
+FITNESS: tuple[str, ...] = ("acc", "acc-score", "loss")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that decides a search's result (SPEC §5 defaults).
 
     MACs are multiply-accumulates per image; params are counts; latency in milliseconds;
     ``max_score`` bounds the Σ normalized score (MACs / 328M + params / 3.4M). Accuracies are
-    fractions in [0, 1]; fitness is ``acc`` or ``acc - score_ratio * score`` (``acc-score``).
+    fractions in [0, 1]; fitness is ``acc``, ``acc - score_ratio * score`` (``acc-score``) or
+    ``loss`` (minus the held-out cross-entropy: smoother than top-1 on a few thousand images).
     """
 
     method: str = "evolution"  # evolution | random
@@ -38,7 +43,7 @@ class SearchConfig:
     max_params: float | None = None
     max_score: float | None = None
     max_latency_ms: float | None = None
-    fitness: str = "acc"  # acc | acc-score
+    fitness: str = "acc"  # acc | acc-score | loss
     score_ratio: float = 0.1
     recal_images: int = 2000  # BN recalibration images (SPEC: 20,000 on ImageNet)
     holdout: int = 5000  # held-out training images that score candidates
@@ -66,8 +71,8 @@ class SearchConfig:
             raise SposError(f"method must be evolution or random, got {self.method!r}")
         if self.genes not in ("block", "channel", "joint"):
             raise SposError(f"genes must be block, channel or joint, got {self.genes!r}")
-        if self.fitness not in ("acc", "acc-score"):
-            raise SposError(f"fitness must be acc or acc-score, got {self.fitness!r}")
+        if self.fitness not in FITNESS:
+            raise SposError(f"fitness must be one of {', '.join(FITNESS)}, got {self.fitness!r}")
         if self.fix_blocks and self.fix_channels:
             raise SposError("--fix-blocks and --fix-channels together leave nothing to search; pass one")
         if self.fix_blocks and self.genes == "block":
@@ -104,6 +109,13 @@ class SearchConfig:
         if self.fix_channels:
             return "block"
         return self.genes
+
+    @property
+    def scoring(self) -> dict:
+        """The options that decide a candidate's supernet score (the store's settings key):
+        two searches (or a search and a fidelity check) with equal ``scoring`` on one supernet
+        file score every arch identically."""
+        return {k: getattr(self, k) for k in ("recal_images", "holdout", "holdout_seed", "seed", "batch_size")}
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchConfig:

@@ -1,5 +1,5 @@
 """Scoring a candidate the way every search does: subnet extraction with copied weights, exact
-BN recalibration on fixed training images, top-1 on held-out training images.
+BN recalibration on fixed training images, top-1 and cross-entropy on held-out training images.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn import functional as F
 
 from ..nn.bn import recalibrate_bn
 from ..nn.supernet import SuperNet
@@ -44,8 +45,8 @@ class Evaluator:
         self.channels_last = channels_last
 
     @torch.no_grad()
-    def accuracy(self, arch: Arch) -> float:
-        """Top-1 of ``arch`` on the held-out split, as a fraction."""
+    def score(self, arch: Arch) -> tuple[float, float]:
+        """Top-1 (a fraction) and mean cross-entropy (nats) of ``arch`` on the held-out split."""
         net = self.supernet.subnet(arch)
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
@@ -53,21 +54,30 @@ class Evaluator:
         net.eval()
         images, labels = self.data.holdout_images, self.data.holdout_labels
         correct = torch.zeros((), dtype=torch.int64, device=labels.device)
+        loss = torch.zeros((), dtype=torch.float64, device=labels.device)
         for start in range(0, len(labels), self.batch_size):
             logits = net(images[start : start + self.batch_size])
-            correct += (logits.argmax(1) == labels[start : start + self.batch_size]).sum()
-        return int(correct) / len(labels)  # one device sync per candidate
+            y = labels[start : start + self.batch_size]
+            correct += (logits.argmax(1) == y).sum()
+            loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        n = len(labels)
+        return int(correct) / n, float(loss) / n  # one device sync per candidate
+
+    def accuracy(self, arch: Arch) -> float:
+        """Top-1 of ``arch`` on the held-out split, as a fraction."""
+        return self.score(arch)[0]
 
 
-def evaluate_shared(archs: list[Arch], evaluator: Evaluator) -> dict[str, float]:
-    """Accuracy of each arch; with several ranks each evaluates every world-th arch."""
+def evaluate_shared(archs: list[Arch], evaluator: Evaluator) -> dict[str, tuple[float, float]]:
+    """(accuracy, loss) of each arch (:meth:`Evaluator.score`); with several ranks each
+    evaluates every world-th arch."""
     rank, world = rank_world()
-    mine = {str(a): evaluator.accuracy(a) for a in archs[rank::world]}
+    mine = {str(a): evaluator.score(a) for a in archs[rank::world]}
     if world == 1:
         return mine
     gathered: list[dict[str, float] | None] = [None] * world
     dist.all_gather_object(gathered, mine)
-    merged: dict[str, float] = {}
+    merged: dict[str, tuple[float, float]] = {}
     for part in gathered:
         merged.update(part or {})
     return merged

@@ -21,18 +21,23 @@ data, runs :func:`search` and writes the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch.distributed as dist
+
 from ..cost.table import BatchPricer, cost_table
-from ..errors import SposError
+from ..errors import Preempted, SposError
 from ..genes import crossover, largest, mutate, sample, smallest
 from ..nn.supernet import SuperNet
-from ..runtime import random_state_from_json, random_state_to_json, rank_world
+from ..runs import RunLock
+from ..runtime import StopSignals, agree, random_state_from_json, random_state_to_json, rank_world
 from ..space import Arch, SearchSpace
+from ..store import Store
 from .config import LatencyModel, SearchConfig
 from .evaluator import Evaluator, SearchData, evaluate_shared
 from .state import STATE_FILE, SearchResult, load_state, save_state, write_candidates, write_outputs
@@ -139,7 +144,11 @@ class CandidateGenerator:
         return f"{head}: {flag} {value:g} is too tight ({ranges[worst]}); loosen {flag}"
 
 
-def fitness_of(config: SearchConfig, accuracy: float, score: float) -> float:
+def fitness_of(config: SearchConfig, accuracy: float, score: float, loss: float | None = None) -> float:
+    """Higher is better: top-1 (``acc``), top-1 minus ``score_ratio`` x Σ score
+    (``acc-score``), or the negated held-out cross-entropy (``loss``)."""
+    if config.fitness == "loss":
+        return -float(loss)
     return accuracy if config.fitness == "acc" else accuracy - config.score_ratio * score
 
 
@@ -215,13 +224,23 @@ def search(
     latency: LatencyModel | None = None,
     on_generation: Callable[[int, dict], None] | None = None,
     log: Callable[[str], None] | None = print,
+    supernet_id: str | None = None,
+    store: Store | None = None,
+    latency_id: str | None = None,
 ) -> SearchResult:
     """Random or evolutionary search of ``supernet`` (see the module docstring).
 
     ``data`` holds the recalibration and held-out images (moved to the supernet's device once).
     With ``out_dir`` the state is saved after every generation and the outputs written there
     (rank 0 only); ``resume=True`` continues from its ``search_state.json``. ``on_generation(g,
-    stats)`` is called after generation ``g`` is evaluated and saved.
+    stats)`` is called after generation ``g`` is evaluated and saved. ``supernet_id`` (the
+    supernet file's hash) is saved with the state; resuming against another supernet is refused.
+    With a ``store`` (:class:`spos.store.Store`) and ``supernet_id``, every candidate the store
+    already scored on this supernet with these scoring settings is reused, not evaluated, and
+    every new score is stored (one transaction per generation; ``latency_id`` names the latency
+    table its latency comes from).
+    SIGTERM / SIGINT end the current generation, save the state and raise
+    :class:`~spos.errors.Preempted` on every rank.
     Longer than a screen: the generation loop with its resume and output steps in order.
     """
     config = config or SearchConfig()
@@ -235,35 +254,14 @@ def search(
     rng = random.Random(config.seed)
     state_path = out / STATE_FILE if out is not None else None
     state = _start_state(state_path, config, space, rng, resume, say)
-    evaluated = {c["arch"]: c for c in state["candidates"]}
-    seen = set(evaluated)
-    total = total_generations(config)
-    while state["generation"] < total:
-        g = state["generation"]
-        t0 = time.perf_counter()
-        survivors, new = next_generation(state, evaluated, sampler, config, seen, rng)
-        accuracies = evaluate_shared(new, evaluator)
-        for arch in new:
-            key = str(arch)
-            m = sampler.metrics(arch)
-            acc = accuracies[key]
-            evaluated[key] = {"arch": key, "generation": g, "accuracy": acc,
-                              "fitness": fitness_of(config, acc, m["score"]), **m}  # fmt: skip
-            state["candidates"].append(evaluated[key])
-        state["population"] = survivors + [str(a) for a in new]
-        stats, best_all = _generation_stats(state, evaluated, len(new), time.perf_counter() - t0)
-        state["history"].append(stats)
-        state["generation"] = g + 1
-        state["rng"] = random_state_to_json(rng.getstate())
-        if out is not None and rank == 0:
-            save_state(state_path, state, config, space)
-            write_candidates(out / "candidates.csv", state["candidates"])
-        say(f"generation {g + 1}/{total}: {len(new)} evaluated in {stats['seconds']:.1f} s; population best "
-            f"{stats['best_fitness']:.4f} mean {stats['mean_fitness']:.4f}; best so far "
-            f"{best_all['arch']} acc {best_all['accuracy']:.4f}")  # fmt: skip
-        if on_generation is not None:
-            on_generation(g, stats)
-
+    if supernet_id is not None and state.setdefault("supernet", supernet_id) != supernet_id:
+        raise SposError(f"{state_path} was searched on another supernet file (hash {state['supernet']}, now "
+                        f"{supernet_id}): the file changed under the search; search it in another --out")  # fmt: skip
+    lock = RunLock(out) if out is not None and rank == 0 else contextlib.nullcontext()
+    cache = _Cache(store, supernet_id, config, latency_id) if store is not None and supernet_id else None
+    with lock, StopSignals() as signals:
+        _generations(state, config, sampler, evaluator, rng, out, state_path, space, say, on_generation, signals,
+                     cache)  # fmt: skip
     cands = state["candidates"]
     result = SearchResult(
         candidates=cands,
@@ -275,3 +273,83 @@ def search(
     if out is not None and rank == 0:
         write_outputs(out, result, config)
     return result
+
+
+class _Cache:
+    """The search's view of the store: known scores of a generation's candidates (read on rank
+    0 and broadcast, so every rank evaluates the same rest), and the new ones written back."""
+
+    def __init__(self, store: Store, supernet_id: str, config: SearchConfig, latency_id: str | None) -> None:
+        self.store, self.supernet_id, self.latency_id = store, supernet_id, latency_id
+        self.settings = store.remember_config(config.scoring)
+
+    def known(self, archs: list[Arch]) -> dict[str, tuple[float, float]]:
+        rank, world = rank_world()
+        found = None
+        if rank == 0:
+            rows = self.store.scores(self.supernet_id, self.settings, [str(a) for a in archs])
+            found = {k: (r["accuracy"], r["loss"]) for k, r in rows.items()}
+        if world > 1:
+            box = [found]
+            dist.broadcast_object_list(box, src=0)
+            found = box[0]
+        return found
+
+    def put(self, scores: dict[str, tuple[float, float]], metrics: dict[str, dict], images: int) -> None:
+        if rank_world()[0] != 0 or not scores:
+            return
+        rows = [{"arch": k, "accuracy": a, "loss": loss, "images": images, "macs": metrics[k]["macs"],
+                 "params": metrics[k]["params"],
+                 "latency": None if metrics[k]["latency_ms"] is None else {self.latency_id or "latency": metrics[k]["latency_ms"]}}
+                for k, (a, loss) in scores.items()]  # fmt: skip
+        self.store.put_scores(self.supernet_id, self.settings, rows)
+
+
+def _evaluate(new: list[Arch], evaluator: Evaluator, cache: _Cache | None, sampler, images: int) -> tuple[dict, int]:
+    """(accuracy, loss) of every arch in ``new``, from the store where known; and how many were."""
+    known = cache.known(new) if cache is not None else {}
+    todo = [a for a in new if str(a) not in known]
+    fresh = evaluate_shared(todo, evaluator) if todo else {}
+    if cache is not None:
+        cache.put(fresh, {str(a): sampler.metrics(a) for a in todo}, images)
+    return {**known, **fresh}, len(known)
+
+
+def _generations(state, config, sampler, evaluator, rng, out, state_path, space, say, on_generation, signals,
+                 cache=None) -> None:  # fmt: skip
+    """The generation loop of :func:`search`, saving the state after each generation."""
+    rank, _ = rank_world()
+    evaluated = {c["arch"]: c for c in state["candidates"]}
+    seen = set(evaluated)
+    total = total_generations(config)
+    while state["generation"] < total:
+        g = state["generation"]
+        t0 = time.perf_counter()
+        survivors, new = next_generation(state, evaluated, sampler, config, seen, rng)
+        scores, reused = _evaluate(new, evaluator, cache, sampler, config.holdout)
+        state["reused"] = state.get("reused", 0) + reused
+        for arch in new:
+            key = str(arch)
+            m = sampler.metrics(arch)
+            acc, loss = scores[key]
+            evaluated[key] = {"arch": key, "generation": g, "accuracy": acc, "loss": loss,
+                              "fitness": fitness_of(config, acc, m["score"], loss), **m}  # fmt: skip
+            state["candidates"].append(evaluated[key])
+        state["population"] = survivors + [str(a) for a in new]
+        stats, best_all = _generation_stats(state, evaluated, len(new), time.perf_counter() - t0)
+        state["history"].append(stats)
+        state["generation"] = g + 1
+        state["rng"] = random_state_to_json(rng.getstate())
+        if out is not None and rank == 0:
+            save_state(state_path, state, config, space)
+            write_candidates(out / "candidates.csv", state["candidates"])
+        stats["reused"] = reused
+        say(f"generation {g + 1}/{total}: {len(new) - reused} evaluated, {reused} from the store, in "
+            f"{stats['seconds']:.1f} s; population best "
+            f"{stats['best_fitness']:.4f} mean {stats['mean_fitness']:.4f}; best so far "
+            f"{best_all['arch']} acc {best_all['accuracy']:.4f}")  # fmt: skip
+        if on_generation is not None:
+            on_generation(g, stats)
+        if agree([signals.requested], evaluator.data.holdout_labels.device)[0] and state["generation"] < total:
+            where = f"state saved in {state_path}: run the same command with --resume to continue" if out else "nothing saved (no --out)"
+            raise Preempted(f"{signals.name} after generation {g + 1} of {total}; {where}")

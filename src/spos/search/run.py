@@ -4,13 +4,16 @@ the run folder. Also the data split a search scores on (shared with the pipeline
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Callable
+from pathlib import Path
 
+from .. import tblog
 from ..errors import SposError
 from ..nn.supernet import SuperNet
-from ..runs import write_run_info
+from ..runs import RunLock, check_writable, write_run_info
 from ..runtime import start_process
 from ..space import SearchSpace
 from .config import SearchConfig
@@ -89,14 +92,30 @@ def run_search(
     latency_table: str | os.PathLike | None = None,
     command: str = "",
     log: Callable[[str], None] | None = print,
+    tensorboard: bool = False,
+    store: str | os.PathLike | bool = True,
 ) -> SearchResult:
     """Load a supernet file (``final.pt`` or a training ``checkpoint.pt``) and ``data``, search,
     and write the run folder (config.yaml, run.json, search_state.json, candidates.csv,
-    best.json, pareto.json, fitness.png, pareto.png). Works under ``torchrun``."""
+    best.json, pareto.json, fitness.png, pareto.png). Works under ``torchrun``. ``tensorboard``:
+    also log each generation's best and mean fitness to OUT/tensorboard.
+
+    ``store``: the SQLite candidate store (:mod:`spos.store`) whose scores of this supernet file
+    are reused and which gets every new one; True (default) means ``OUT/../spos-store.sqlite``
+    (beside the run folder, where ``spos fidelity`` looks too), False none."""
     config = config or SearchConfig()
+    dev, rank, _ = start_process(device)
+    lock = RunLock(out_dir) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        return _run_search(supernet_path, data, config, out_dir, resume, dev, rank, latency_table, command, log,
+                           tensorboard, store)  # fmt: skip
+
+
+def _run_search(supernet_path, data, config, out_dir, resume, dev, rank, latency_table, command, log,
+                tensorboard=False, store=True) -> SearchResult:  # fmt: skip
     from ..nn.io import model_from_checkpoint
     from ..runs import load_checkpoint
-    dev, rank, _ = start_process(device)
+
     ckpt = load_checkpoint(supernet_path, map_location="cpu")
     model, space, arch = model_from_checkpoint(ckpt, supernet_path)
     train_config = ckpt.get("config") or {}
@@ -113,8 +132,26 @@ def run_search(
     elif config.max_latency_ms is not None:
         raise SposError("--max-latency-ms needs a latency table; pass --latency-table FILE")
     if rank == 0:
+        check_writable(out_dir)
         write_run_info(out_dir, {"supernet": str(supernet_path), "data": data, "device": str(dev),
                                  "latency_table": latency_table, "resume": resume, **config.to_dict()},
                        command)  # fmt: skip
     search_data = load_search_data(data, space, config, train_config).to(dev)
-    return search(model.to(dev), search_data, config, out_dir, resume=resume, latency=latency, log=log)
+    from ..store import Store, config_hash, file_hash
+
+    if tensorboard:
+        tblog.require()
+    on_generation = (lambda g, stats: tblog.log_generation(out_dir, g, stats)) if tensorboard and rank == 0 else None
+    supernet_id = file_hash(supernet_path)
+    db = None
+    if store:
+        db = Store(Path(out_dir).parent / "spos-store.sqlite" if store is True else store)
+        if rank == 0:
+            db.remember_supernet(supernet_id, str(Path(supernet_path).absolute()), config_hash(space.to_dict()))
+    try:
+        return search(model.to(dev), search_data, config, out_dir, resume=resume, latency=latency, log=log,
+                      supernet_id=supernet_id, on_generation=on_generation, store=db,
+                      latency_id=None if latency_table is None else file_hash(latency_table))  # fmt: skip
+    finally:
+        if db is not None:
+            db.close()

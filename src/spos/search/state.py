@@ -62,10 +62,14 @@ def load_state(path: Path, config: SearchConfig, space: SearchSpace) -> dict:
         was = ", ".join(f"{k}={saved['config'].get(k)!r}" for k in changed)
         raise SposError(f"cannot resume with changed options ({was} when saved); pass the same options "
                         f"or choose another --out")  # fmt: skip
-    return {k: saved[k] for k in ("generation", "population", "candidates", "history", "rng")}
+    state = {k: saved[k] for k in ("generation", "population", "candidates", "history", "rng")}
+    for key in ("supernet", "reused"):  # the supernet file's hash, store reuse (older states: none)
+        if key in saved:
+            state[key] = saved[key]
+    return state
 
 
-CSV_FIELDS = ("generation", "arch", "accuracy", "fitness", "macs", "params", "score", "latency_ms")
+CSV_FIELDS = ("generation", "arch", "accuracy", "loss", "fitness", "macs", "params", "score", "latency_ms")
 
 
 def write_candidates(path: Path, cands: list[dict]) -> None:

@@ -48,6 +48,8 @@ def trainer_state(t: Trainer) -> dict:
         "step": t.step,
         "epoch": t.step // t.steps_per_epoch,
         "epoch_stats": t.epoch_stats.clone(),
+        "bad_steps": t.bad_steps,
+        "data": t.data_fingerprint(),
         "history": json.dumps(t.history),
         "config": t.cfg.to_dict(),
         "world_size": t.world,
@@ -57,8 +59,14 @@ def trainer_state(t: Trainer) -> dict:
 def config_changes(old: dict, mine: dict) -> list[str]:
     """Keys of ``mine`` whose value differs in ``old`` (a checkpoint's config), ignoring the
     :data:`RESUME_NEUTRAL` ones; ``old``'s renamed keys count under their new name."""
+    from dataclasses import fields
+
+    from .config import TrainConfig
+
     old = upgrade_keys(old, warn=False)  # the user cannot edit a checkpoint: no note
-    return [k for k in mine if k not in RESUME_NEUTRAL and old.get(k) != mine[k]]
+    # A key added after the checkpoint was written counts as its default there.
+    default = {f.name: f.default for f in fields(TrainConfig)}
+    return [k for k in mine if k not in RESUME_NEUTRAL and old.get(k, default.get(k)) != mine[k]]
 
 
 def check_resumable(ckpt: dict, path: Path, t: Trainer) -> None:
@@ -83,6 +91,16 @@ def check_resumable(ckpt: dict, path: Path, t: Trainer) -> None:
             f"{path} was written with another config ({shown}); resume with the same config "
             f"or start a new run in another --out"
         )
+    data, mine_data = ckpt.get("data"), t.data_fingerprint()
+    if data is not None and data != mine_data:
+        diff = ", ".join(f"{k}: {data.get(k)!r} -> {mine_data.get(k)!r}" for k in mine_data
+                         if data.get(k) != mine_data.get(k) and k != "classes")  # fmt: skip
+        if data.get("classes") != mine_data.get("classes"):
+            diff = (diff + ", " if diff else "") + "the class list"
+        raise SposError(
+            f"{path} was trained on other data ({diff}), so the epoch order would differ; resume "
+            f"with the same dataset or start a new run in another --out"
+        )
     if ckpt.get("world_size") != t.world:
         raise SposError(
             f"{path} was written by {ckpt.get('world_size')} processes, this run has "
@@ -103,4 +121,5 @@ def restore(t: Trainer, path: Path) -> None:
     set_global_rng_state(ckpt["rng"][t.rank])
     t.step = int(ckpt["step"])
     t.epoch_stats = ckpt["epoch_stats"].cpu().double()
+    t.bad_steps = int(ckpt.get("bad_steps", 0))
     t.history = json.loads(ckpt["history"])

@@ -6,7 +6,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import data, zoo
+from .. import data, tblog, zoo
 from ..errors import SposError, dataclass_from_dict
 from ..space import Arch, SearchSpace
 
@@ -31,8 +31,8 @@ def upgrade_keys(d: dict, where: str = "config", warn: bool = True) -> dict:
 
 
 #: Config keys that may differ between a run and its resumption (they do not change the weights).
-RESUME_NEUTRAL = ("max_steps", "checkpoint_every", "workers", "device", "progress", "out",
-                  "val_size", "eval_batch_size")  # fmt: skip
+RESUME_NEUTRAL = ("max_steps", "checkpoint_every", "checkpoint_minutes", "workers", "device", "progress",
+                  "out", "val_size", "eval_batch_size", "on_divergence", "max_bad_steps", "tensorboard")  # fmt: skip
 
 
 @dataclass
@@ -58,7 +58,13 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient L2 norm
     amp: str = "auto"  # CUDA only: "auto" (bf16 where supported), "bf16", "fp16", "none"
     channels_last: bool = True  # NHWC weights and activations: faster convs on CPU and GPU
-    sampler: str = "uniform"  # supernet: "uniform", "random" or "strolling" (spos.sampling)
+    sampler: str = "uniform"  # supernet: "uniform", "random", "strolling" or "fair" (spos.sampling)
+    # Sandwich rule (BigNAS): each step also trains the window's largest and smallest path
+    # beside two sampled ones, on their summed gradients.
+    sandwich: bool = False
+    # In-place distillation (BigNAS), with sandwich: every path but the largest learns from the
+    # largest path's soft predictions (KL divergence) instead of the labels.
+    distill: bool = False
     window: dict | None = None  # Bounds keys (min/max MACs and params, max_latency_ms) for random/strolling
     latency_table: str | None = None  # a latency-table JSON: lets the window bound max_latency_ms
     warmup_start_epoch: int | None = None  # channel selection starts here (SPEC §4); None: at once
@@ -73,11 +79,17 @@ class TrainConfig:
     val_size: int | None = None  # validation images per epoch (None: the whole val split; 0: none)
     eval_batch_size: int = 256
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    checkpoint_minutes: float = 10.0  # also checkpoint when this much time passed since the last (0: off)
+    # A step whose loss or gradient norm is not finite: "stop" (one-line error, the last finite
+    # checkpoint kept) or "skip" (no update, BN statistics restored; stop after max_bad_steps).
+    on_divergence: str = "stop"
+    max_bad_steps: int = 10
     on_error: str = "skip"  # unreadable images: "skip" (warn and count) or "fail"
     workers: int = 4  # DataLoader workers per rank (ImageFolder data only)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     progress: bool = True  # tqdm bar (only on a terminal)
+    tensorboard: bool = False  # also log each epoch to OUT/tensorboard (pip install spos[tensorboard])
     out: str = "runs/train"
 
     @classmethod
@@ -107,8 +119,18 @@ class TrainConfig:
             raise SposError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "none"):
             raise SposError(f"amp must be auto, bf16, fp16 or none, got {self.amp!r}")
+        if self.on_divergence not in ("stop", "skip"):
+            raise SposError(f"on_divergence must be 'stop' or 'skip', got {self.on_divergence!r}")
+        if self.checkpoint_minutes < 0 or self.max_bad_steps < 0:
+            raise SposError("checkpoint_minutes and max_bad_steps must be >= 0")
         if self.on_error not in ("skip", "fail"):
             raise SposError(f"on_error must be 'skip' or 'fail', got {self.on_error!r}")
+        if self.distill and not self.sandwich:
+            raise SposError("distill needs sandwich: true (the largest path is the teacher)")
+        if self.sandwich and self.sampler == "fair":
+            raise SposError("sandwich and the fair sampler each pick several paths per step; use one of them")
+        if self.tensorboard:
+            tblog.require()
         if self.holdout < 0:
             raise SposError(f"holdout must be >= 0, got {self.holdout}")
 

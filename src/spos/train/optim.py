@@ -5,6 +5,7 @@ BN and biases, and no update for choice blocks off the trained path.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -30,11 +31,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def clear_unchosen_grads(net: SuperNet, arch: Arch) -> None:
-    """Set the grads of every block off ``arch``'s path to None, so SGD gives those parameters
-    no momentum or weight-decay update this step (as the official release does)."""
-    for choices, chosen in zip(net.features, arch.blocks):
+def clear_unchosen_grads(net: SuperNet, archs: Arch | Sequence[Arch]) -> None:
+    """Set the grads of every block off the trained paths (one arch or several) to None, so SGD
+    gives those parameters no momentum or weight-decay update this step (as the official
+    release does)."""
+    archs = [archs] if isinstance(archs, Arch) else list(archs)
+    for position, choices in enumerate(net.features):
+        chosen = {a.blocks[position] for a in archs}
         for b, block in enumerate(choices):
-            if b != chosen:
+            if b not in chosen:
                 for p in block.parameters():
                     p.grad = None

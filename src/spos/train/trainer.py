@@ -25,13 +25,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional as F
 
-from .. import data
-from ..errors import SposError
+from .. import data, tblog
+from ..errors import Preempted, SposError
 from ..nn.io import model_payload
 from ..nn.supernet import SubNet, SuperNet
-from ..runs import atomic_write_text, save_checkpoint, write_run_info
-from ..runtime import seed_of, start_process
+from ..runs import RunLock, atomic_write_text, check_writable, save_checkpoint, write_run_info
+from ..runtime import StopSignals, agree, seed_of, start_process
 from ..space import Arch
 from .batches import MicroBatch, Sharding, epoch_batches
 from .checkpoint import restore, trainer_state
@@ -65,6 +66,10 @@ class Trainer:
         self.epoch_stats = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, images, skipped
         self.history: list[dict] = []
         self._val: ValidationData | None = None
+        self._ends: tuple[int, list[Arch]] | None = None  # sandwich: (epoch, [largest, smallest])
+        self.bad_steps = 0  # steps skipped for a non-finite loss or gradient (on_divergence: skip)
+        self._last_save = time.monotonic()
+        self._signals = StopSignals()
 
     # ---- set-up helpers --------------------------------------------------------------------
     def _init_data(self) -> None:
@@ -117,7 +122,13 @@ class Trainer:
                 latency=self._latency(),
             )  # fmt: skip
         self.ddp = None
-        if self.world > 1:
+        if self.world > 1 and self.supernet and (cfg.sandwich or cfg.sampler == "fair"):
+            # Several paths a step: no DDP wrapper (its reducer hooks would fire per path); the
+            # step all-reduces the summed gradients itself. Start from rank 0's weights, as DDP would.
+            with torch.no_grad():
+                for t in [*self.model.parameters(), *self.model.buffers()]:
+                    dist.broadcast(t, src=0)
+        elif self.world > 1:
             # Unchosen choice blocks get no gradient; every rank trains the same path.
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
@@ -184,17 +195,38 @@ class Trainer:
         state = self.state_dict()  # collective under DDP: every rank must call it
         if self.is_main:
             save_checkpoint(state, self.out / "checkpoint.pt")
+        self._last_save = time.monotonic()
 
     def load(self, path: Path) -> None:
         """Restore everything from ``path``; refuse checkpoints of another space or config."""
         restore(self, path)
 
     # ---- the loop --------------------------------------------------------------------------
-    def train_step(self, micro_batches: list, epoch: int) -> Arch | None:
-        """One optimizer step on this rank's micro-batches; returns the trained path."""
-        arch = self.sampler.sample(epoch) if self.sampler is not None else None
-        model = self.ddp or self.model
+    def step_paths(self, epoch: int) -> list[Arch] | None:
+        """The paths one step of ``epoch`` trains (None: a subnet). One for SPOS; four for the
+        fair sampler; with ``sandwich`` the window's largest and smallest path first, then two
+        sampled ones (the largest is the teacher under ``distill``)."""
+        if self.sampler is None:
+            return None
+        if not self.cfg.sandwich:
+            return self.sampler.sample_step(epoch)
+        if self._ends is None or self._ends[0] != epoch:  # fixed per epoch, like validation's
+            paths = self.validation_paths(epoch)
+            self._ends = (epoch, [paths["largest"], paths["smallest"]])
+        return [*self._ends[1], *self.sampler.sample_step(epoch), *self.sampler.sample_step(epoch)]
+
+    def train_step(self, micro_batches: list, epoch: int) -> list[Arch] | None:
+        """One optimizer step on this rank's micro-batches over every path of
+        :meth:`step_paths` (gradients summed over paths, averaged over micro-batches and ranks);
+        returns the trained paths. Logged loss and accuracy are the first path's."""
+        paths = self.step_paths(epoch)
+        # Several paths: plain forwards, then one all-reduce of the summed gradients (no DDP).
+        several = paths is not None and len(paths) > 1
+        model = self.model if several or self.ddp is None else self.ddp
         self.optimizer.zero_grad(set_to_none=True)
+        # on_divergence: skip restores the BN statistics a bad batch's forward already changed.
+        saved = [b.clone() for b in self.model.buffers()] if self.cfg.on_divergence == "skip" else None
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         n_micro = len(micro_batches)
         for m, (x, y, skipped) in enumerate(micro_batches):
             self.epoch_stats[3] += skipped
@@ -203,26 +235,80 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            sync = self.ddp is None or m == n_micro - 1
-            with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self._autocast():
-                out = model(x, arch) if arch is not None else model(x)
-                loss = self.criterion(out.float(), y)
-            self.scaler.scale(loss / n_micro).backward()
-            with torch.no_grad():
-                self.epoch_stats[0] += float(loss) * len(y)
-                self.epoch_stats[1] += int((out.argmax(1) == y).sum())
-                self.epoch_stats[2] += len(y)
-        if arch is not None:
-            clear_unchosen_grads(self.model, arch)
-        if self.cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            sync = model is not self.ddp or m == n_micro - 1
+            teacher = None
+            for i, arch in enumerate(paths or [None]):
+                with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self._autocast():
+                    out = model(x, arch) if arch is not None else model(x)
+                    if teacher is not None:
+                        loss = F.kl_div(out.float().log_softmax(1), teacher, reduction="batchmean")
+                    else:
+                        loss = self.criterion(out.float(), y)
+                if self.cfg.distill and i == 0:
+                    teacher = out.detach().float().softmax(1)
+                nonfinite |= ~torch.isfinite(loss.detach())
+                self.scaler.scale(loss / n_micro).backward()
+                if i == 0:
+                    with torch.no_grad():
+                        self.epoch_stats[0] += float(loss) * len(y)
+                        self.epoch_stats[1] += int((out.argmax(1) == y).sum())
+                        self.epoch_stats[2] += len(y)
+        if several and self.world > 1:
+            _all_reduce_mean_grads(self.model, self.world)
+        if paths is not None:
+            clear_unchosen_grads(self.model, paths)
+        if self._diverged(nonfinite, epoch, saved):
+            self.scheduler.step()  # the batch is consumed: data order and lr stay on schedule
+            self.step += 1
+            return paths
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
-        return arch
+        return paths
+
+    def _diverged(self, nonfinite: torch.Tensor, epoch: int, saved: list[torch.Tensor] | None) -> bool:
+        """Check the step's loss and gradient norm (clipping to ``grad_clip`` on the way); on
+        every rank alike. Returns True for a step to skip; raises :class:`SposError` to stop."""
+        fp16 = self.scaler.is_enabled()
+        if fp16 or self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
+        # fp16: non-finite gradients are the GradScaler's overflow steps (skipped, not divergence).
+        bad = bool(nonfinite) or (not fp16 and not bool(torch.isfinite(norm)))
+        (bad,) = agree([bad], self.device)
+        if not bad:
+            if self.cfg.grad_clip:
+                nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, norm)
+            return False
+        self.bad_steps += 1
+        what = "loss" if bool(agree([bool(nonfinite)], self.device)[0]) else "gradient norm"
+        if self.cfg.on_divergence == "skip" and self.bad_steps <= self.cfg.max_bad_steps:
+            for b, old in zip(self.model.buffers(), saved or []):
+                b.copy_(old)
+            self.optimizer.zero_grad(set_to_none=True)
+            if fp16:
+                self.scaler.update()  # closes the unscale_ above; the next step may unscale again
+            if self.is_main:
+                print(f"spos: warning: non-finite {what} at step {self.step + 1}: step skipped "
+                      f"({self.bad_steps} of at most {self.cfg.max_bad_steps})", file=sys.stderr, flush=True)  # fmt: skip
+            return True
+        ckpt = self.out / "checkpoint.pt"
+        kept = f"the last checkpoint ({ckpt}) is kept" if ckpt.is_file() else "no checkpoint was written"
+        amp = ", or fp16 overflow (try amp: bf16)" if self.amp_dtype == torch.float16 else ""
+        many = f" ({self.bad_steps} bad steps, more than max_bad_steps)" if self.cfg.on_divergence == "skip" else ""
+        raise SposError(
+            f"training diverged: non-finite {what} at step {self.step + 1} (epoch {epoch}){many}; {kept}. "
+            f"Likely cause: lr {self.cfg.lr:g} too high for batch {self.cfg.batch_size}{amp}; lower lr, "
+            f"set grad_clip, or on_divergence: skip for rare bad batches"
+        )
+
+    def data_fingerprint(self) -> dict:
+        """What fixes the epoch order and the labels: split sizes and class list. A resumed run
+        must see the same."""
+        return {"train": len(self.train_ds), "val": len(self.val_ds), "holdout": len(self.holdout_idx),
+                "classes": [str(c) for c in getattr(self.train_ds, "classes", None) or []]}  # fmt: skip
 
     def _end_epoch(self, epoch: int, seconds: float) -> None:
         stats = self.epoch_stats.clone()
@@ -244,14 +330,25 @@ class Trainer:
             lines = "".join(json.dumps(r) + "\n" for r in self.history)
             atomic_write_text(self.out / "metrics.jsonl", lines)
             print(_summary(record), flush=True)
+            if self.cfg.tensorboard:
+                tblog.log_epoch(self.out, record)
         if self.world > 1:
             dist.barrier()
         self.epoch_stats.zero_()
 
     def run(self) -> dict:
-        """Train to the end (or ``max_steps``); returns the last epoch's metrics record."""
+        """Train to the end (or ``max_steps``); returns the last epoch's metrics record.
+
+        Holds the run folder's lock (rank 0). SIGTERM / SIGINT end the current step, save the
+        checkpoint and raise :class:`~spos.errors.Preempted` on every rank."""
+        lock = RunLock(self.out) if self.is_main else contextlib.nullcontext()
+        with lock, self._signals:
+            return self._run()
+
+    def _run(self) -> dict:
         self._start()
         self.model.train()
+        self._last_save = time.monotonic()
         while self.step < self.stop_step:
             self._train_epoch(*divmod(self.step, self.steps_per_epoch))
         if self.is_main:
@@ -265,9 +362,13 @@ class Trainer:
     def _start(self) -> None:
         """Resume from (or refuse to overwrite) ``checkpoint.pt``; write the run's info files."""
         ckpt_path = self.out / "checkpoint.pt"
-        if self.resume:
-            if not ckpt_path.is_file():
-                raise SposError(f"nothing to resume: {ckpt_path} does not exist; drop --resume")
+        if self.is_main:
+            check_writable(self.out)  # before hours of work, not at the first checkpoint
+        if self.resume and not ckpt_path.is_file():
+            # One command for the first start and every requeue.
+            if self.is_main:
+                print(f"spos: no checkpoint in {self.out} yet: starting a new run", file=sys.stderr, flush=True)
+        elif self.resume:
             self.load(ckpt_path)
         elif ckpt_path.is_file():
             raise SposError(f"{self.out} already holds a run; pass --resume to continue it or use another --out")
@@ -291,11 +392,20 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(s[0] / max(s[2], 1)):.3f}",
                                     acc=f"{float(s[1] / max(s[2], 1)):.3f}",
                                     img_s=f"{seen / (time.perf_counter() - t0):.0f}")  # fmt: skip
+            minutes = self.cfg.checkpoint_minutes
+            due = bool(minutes) and time.monotonic() - self._last_save >= 60 * minutes
+            stop, due = agree([self._signals.requested, due], self.device)
             if self.step % spe == 0 or self.step == self.stop_step:
                 self._end_epoch(epoch, time.perf_counter() - t0)
                 self.save()
-            elif every and self.step % every == 0:
+            elif (every and self.step % every == 0) or due or stop:
                 self.save()
+            if stop:
+                if bar is not None:
+                    bar.close()
+                raise Preempted(f"{self._signals.name} at step {self.step} of {self.stop_step} (epoch {epoch}); "
+                                f"checkpoint saved in {self.out}: run the same command with --resume to "
+                                f"continue")  # fmt: skip
             if self.step >= self.stop_step:
                 break
         if bar is not None:
@@ -308,6 +418,19 @@ class Trainer:
 
         return tqdm(total=self.steps_per_epoch, initial=first, desc=f"epoch {epoch}",
                     dynamic_ncols=True, leave=False)  # fmt: skip
+
+
+def _all_reduce_mean_grads(model: nn.Module, world: int) -> None:
+    """Average every existing gradient over ranks in one flat all-reduce (all ranks trained
+    the same paths, so the same parameters have gradients)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def _summary(r: dict) -> str:

@@ -1,0 +1,131 @@
+"""Train once, search many: the candidate store, the predictor and one call for many budgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spos.cost.bounds import Bounds
+from spos.cost.table import cost_table
+from spos.errors import SposError
+from spos.genes import largest, smallest
+from spos.nn.supernet import SuperNet
+from spos.search.config import SearchConfig
+from spos.search.evaluator import Evaluator, SearchData
+from spos.search.evolution import search
+from spos.search.family import loosest, parse_budgets
+from spos.search.predictor import AccuracyPredictor, answer_budget, heldout_tau
+from spos.space import Arch
+from spos.store import Store
+
+CONFIG = {"population": 10, "parents": 3, "generations": 4, "recal_images": 40, "holdout": 30, "batch_size": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
+def supernet(tiny_space):
+    torch.manual_seed(0)
+    return SuperNet(tiny_space)
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    return SearchData(torch.randn(40, 3, 32, 32, generator=g), torch.randn(30, 3, 32, 32, generator=g),
+                      torch.randint(0, 10, (30,), generator=g))  # fmt: skip
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count real supernet evaluations (the Evaluator still runs)."""
+    calls: list[str] = []
+    score = Evaluator.score
+    monkeypatch.setattr(Evaluator, "score", lambda self, arch: calls.append(str(arch)) or score(self, arch))
+    return calls
+
+
+def _budget(space, frac: float) -> float:
+    table = cost_table(space)
+    lo, hi = table(smallest(space)).macs, table(largest(space)).macs
+    return lo + frac * (hi - lo)
+
+
+def test_store_round_trip_keeps_every_field(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        rows = [{"arch": "0-1-23-3:2-3-45-6", "accuracy": 0.5, "loss": 1.25, "images": 30, "macs": 123, "params": 45,
+                 "latency": {"phone": 3.5}}]  # fmt: skip
+        store.put_scores("net", "set", rows)
+        (got,) = store.candidates("net")
+        assert {k: got[k] for k in rows[0]} == rows[0]
+        assert store.scores("net", "set", ["0-1-23-3:2-3-45-6", "0-0-00-0:2-2-22-2"]).keys() == {"0-1-23-3:2-3-45-6"}
+        assert (store.hits["supernet_score"], store.misses["supernet_score"]) == (1, 1)
+
+
+def test_a_repeated_search_evaluates_nothing_and_an_overlapping_one_reuses(tmp_path, supernet, data, counted):
+    space = supernet.space
+    cfg = SearchConfig(max_macs=_budget(space, 0.6), **CONFIG)
+    store = Store(tmp_path / "s.sqlite")
+    first = search(supernet, data, cfg, tmp_path / "a", store=store, supernet_id="net")
+    fresh = len(counted)
+    assert fresh == len(first.candidates) > 0
+    counted.clear()
+    again = search(supernet, data, cfg, tmp_path / "b", store=store, supernet_id="net")
+    assert counted == [] and again.top == first.top  # zero supernet evaluations, same answer
+    assert sum(h["reused"] for h in again.history) == len(again.candidates)
+    # Another supernet file: no stale hits, everything is evaluated again.
+    counted.clear()
+    search(supernet, data, cfg, tmp_path / "c", store=store, supernet_id="other-net")
+    assert len(counted) == fresh
+
+
+def test_predictor_ranks_a_learnable_score_and_reports_heldout_tau(tiny_space):
+    rng = np.random.default_rng(0)
+    n = tiny_space.num_blocks
+    genes = np.concatenate((rng.integers(0, 4, (300, n)), rng.integers(2, 10, (300, n))), axis=1)
+    truth = genes[:, :n].sum(1) * 0.01 + genes[:, n:].sum(1) * 0.005 + rng.normal(0, 0.002, 300)
+    assert heldout_tau(tiny_space, genes, truth) > 0.7
+    pred = AccuracyPredictor(tiny_space).fit(genes[:200], truth[:200]).predict(genes[200:])
+    assert np.corrcoef(pred, truth[200:])[0, 1] > 0.9
+
+
+def test_answer_budget_never_returns_an_arch_over_its_budget(tiny_space):
+    rng = np.random.default_rng(1)
+    table = cost_table(tiny_space)
+    # A score that rewards MACs: the predictor pushes toward the budget's edge, never over it.
+    known = {}
+    for _ in range(200):
+        a = Arch(tuple(int(x) for x in rng.integers(0, 4, tiny_space.num_blocks)),
+                 tuple(int(x) for x in rng.integers(2, 10, tiny_space.num_blocks)), tiny_space.stage_depths)  # fmt: skip
+        known[str(a)] = table(a).macs / 1e9
+    evaluated: list[Arch] = []
+
+    def evaluate(archs):
+        evaluated.extend(archs)
+        return {str(a): table(a).macs / 1e9 for a in archs}
+
+    for frac in (0.3, 0.5, 0.7):
+        cap = _budget(tiny_space, frac)
+        ans = answer_budget(Bounds(max_macs=cap), tiny_space, known, evaluate, top_k=5)
+        assert table(ans.arch).macs <= cap and ans.evaluated <= 5
+        assert all(table(a).macs <= cap for a in evaluated)
+        inside = [s for a, s in known.items() if table(Arch.parse(a, tiny_space.stage_depths)).macs <= cap]
+        assert ans.score >= max(inside)  # at least the best stored arch inside the budget
+    with pytest.raises(SposError, match="inside the budget"):
+        answer_budget(Bounds(max_macs=1.0), tiny_space, known, evaluate)
+
+
+def test_family_budgets_parse_and_their_union(tiny_space):
+    budgets = parse_budgets(["macs=0.9M,1.2M", "params=50K"])
+    assert [b.max_macs for b in budgets] == [0.9e6, 1.2e6, None]
+    assert budgets[2].max_params == 50e3
+    assert loosest(budgets[:2]).max_macs == 1.2e6 and loosest(budgets).max_macs is None
+    with pytest.raises(SposError, match="KEY=V1,V2"):
+        parse_budgets(["flops=1M"])

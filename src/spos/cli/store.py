@@ -24,17 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     raw = argparse.RawDescriptionHelpFormatter
     ls = verbs.add_parser("ls", help="one line per supernet file and scoring settings", formatter_class=raw,
-                          epilog="example:\n  spos store ls runs/demo/spos-store.sqlite\n")
+                          epilog="examples:\n  spos store ls runs/demo/spos-store.sqlite\n")
     ls.add_argument("store", help="the store file (default place: beside the run folders)")
     ls.set_defaults(func=run_ls)
     show = verbs.add_parser("show", help="the best candidates of one supernet file", formatter_class=raw,
-                            epilog="example:\n  spos store show runs/demo/spos-store.sqlite --supernet 3f2a --top 5\n")
+                            epilog="examples:\n  spos store show runs/demo/spos-store.sqlite --supernet 3f2a --top 5\n")
     show.add_argument("store")
     show.add_argument("--supernet", help="supernet hash or its prefix (default: the only one)")
     show.add_argument("--top", type=int, default=10, help="rows to print (default: 10)")
     show.set_defaults(func=run_show)
     export = verbs.add_parser("export", help="every supernet score as CSV", formatter_class=raw,
-                              epilog="example:\n  spos store export runs/demo/spos-store.sqlite --csv scores.csv\n")
+                              epilog="examples:\n  spos store export runs/demo/spos-store.sqlite --csv scores.csv\n")
     export.add_argument("store")
     export.add_argument("--csv", required=True, metavar="FILE", help="output CSV file (- for stdout)")
     export.set_defaults(func=run_export)

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA := data
 
-.PHONY: demo test fidelity install data clean
+.PHONY: demo test fidelity install data clean mutants
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ data: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# Hand-made mutants of the numerics (tests/mutants/*.patch): each is applied to a temporary copy
+# of src/ and must make its named tests fail. Not part of `make test` (minutes on 2 cores).
+# The tool-made mutants of the pure modules ([tool.mutmut] in pyproject.toml) take hours here;
+# run them by hand where cores are free: pip install mutmut && mutmut run && mutmut results
+mutants: $(STAMP)
+	$(BIN)/python tests/mutants/run.py
+	@echo "tool-made mutants of the pure modules (slow; see [tool.mutmut] in pyproject.toml):"
+	@echo "  $(BIN)/python -m pip install mutmut && $(BIN)/mutmut run && $(BIN)/mutmut results"
 
 # A finished demo is not retrained: `make demo` again reprints its summary (stages are skipped).
 demo: $(STAMP) data

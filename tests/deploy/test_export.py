@@ -15,7 +15,7 @@ from spos.errors import SposError
 from spos.genes import sample
 from spos.nn.fold import fold_bn, shuffle_as_conv
 from spos.nn.io import model_payload
-from spos.nn.onnx import INPUT_NAME, ort_session, strided_slices
+from spos.nn.onnx import INPUT_NAME, onnx_predict, ort_session, strided_slices
 from spos.nn.supernet import SubNet, SuperNet
 from spos.runs import save_checkpoint
 from spos.space import Arch, SearchSpace
@@ -199,6 +199,15 @@ def trained_subnet() -> SubNet:
     return model.eval()
 
 
+def _int8_graph(path) -> tuple[set[str], int]:
+    """The op types of an ONNX file and how many int8 numbers its initializers hold."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    int8 = sum(int(np.prod(t.dims)) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8)
+    return {n.op_type for n in graph.node}, int8
+
+
 @pytest.mark.parametrize("graph", ["plain", "int8"])
 def test_int8_model_of_a_trained_subnet_stays_within_2_points_of_fp32(
     tmp_path, trained_subnet, graph
@@ -212,6 +221,18 @@ def test_int8_model_of_a_trained_subnet_stays_within_2_points_of_fp32(
     a32, a8 = onnx_accuracy(fp32, tx, ty), onnx_accuracy(int8, tx, ty)
     assert a32 >= 0.6  # it learned (chance is 0.1), so a broken quantiser would show
     assert abs(a32 - a8) <= 0.02
+    # The bound alone also holds for a "quantiser" that copies the fp32 file (gap 0): the int8
+    # file must really be quantised, read from the graph itself, and compute something else.
+    ops, int8_weights = _int8_graph(int8)
+    assert "QuantizeLinear" in ops and ops & {"DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                                               "ConvInteger", "MatMulInteger"}  # fmt: skip
+    assert "QuantizeLinear" not in _int8_graph(fp32)[0]
+    conv_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert int8_weights >= 0.9 * conv_weights  # the conv weights are stored as int8
+    x32 = onnx_predict(ort_session(fp32), tx[:256])
+    x8 = onnx_predict(ort_session(int8), tx[:256])
+    assert not np.array_equal(x32, x8)
+    assert np.abs(x8 - x32).max() > 1e-3 * np.abs(x32).max()  # more than float rounding
     with torch.no_grad():
         assert a32 == pytest.approx((model(tx).argmax(1) == ty).float().mean().item(), abs=1e-3)
 

@@ -122,10 +122,17 @@ def test_evolution_keeps_the_top_parents_never_repeats_an_arch_and_improves(supe
     assert len(by_gen[0]) == 12 and all(len(g) == 12 - 3 for g in by_gen[1:])  # children fill to 12
     history = result.history
     assert [h["generation"] for h in history] == list(range(6))
-    assert all(a["best_so_far"] <= b["best_so_far"] for a, b in itertools.pairwise(history))
-    assert history[-1]["best_so_far"] > history[0]["best_fitness"]
-    # The population's best never drops: the top parents survive into the next population.
+    # Each record, recomputed from the candidates: best so far over every generation up to g,
+    # and the population (with p_select 0: the top 3 of the previous one + generation g's
+    # children), whose best never drops because those parents survive.
+    pop: list[float] = []
+    for g, h in enumerate(history):
+        assert h["best_so_far"] == max(c["fitness"] for c in cands if c["generation"] <= g)
+        pop = sorted(pop, reverse=True)[:3] + [c["fitness"] for c in by_gen[g]]
+        assert h["best_fitness"] == max(pop)
+        assert h["mean_fitness"] == pytest.approx(sum(pop) / len(pop))
     assert all(a["best_fitness"] <= b["best_fitness"] for a, b in itertools.pairwise(history))
+    assert history[-1]["best_so_far"] > history[0]["best_fitness"]
     assert result.best["fitness"] == max(c["fitness"] for c in cands)
 
 

@@ -50,14 +50,23 @@ def test_no_weight_decay_on_bn_and_biases(tiny_space):
     from spos.genes import largest
     from spos.nn.supernet import SubNet
 
-    net = SubNet(tiny_space, largest(tiny_space))
+    net = SubNet(tiny_space.replace(use_se=True), largest(tiny_space))
     decay, no_decay = param_groups(net, 4e-5)
-    bn_and_bias = {id(p) for m in net.modules() for p in m.parameters(recurse=False)
-                   if isinstance(m, torch.nn.BatchNorm2d)} | {id(net.classifier[1].bias)}  # fmt: skip
     assert decay["weight_decay"] == 4e-5 and no_decay["weight_decay"] == 0.0
-    assert bn_and_bias <= {id(p) for p in no_decay["params"]}
-    assert not bn_and_bias & {id(p) for p in decay["params"]}
-    assert all(p.ndim > 1 for p in decay["params"])
+    # The exact sets, from the module types (not from tensor shapes): every conv / linear weight
+    # decays, every BN parameter and every bias does not, and nothing is left out or doubled.
+    layers = (torch.nn.Conv2d, torch.nn.Linear)
+    weights = {id(m.weight) for m in net.modules() if isinstance(m, layers)}
+    rest = {id(m.bias) for m in net.modules() if isinstance(m, layers) and m.bias is not None}
+    rest |= {id(p) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert len(weights) > 10 and len(rest) > 10 and any(isinstance(m, torch.nn.Linear) for m in net.modules())
+    assert any(m.bias is not None for m in net.modules() if isinstance(m, torch.nn.Conv2d))  # SE convs
+    assert [id(p) for p in decay["params"]] and {id(p) for p in decay["params"]} == weights
+    assert {id(p) for p in no_decay["params"]} == rest
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(net.parameters()))
+    # And the optimizer the trainer builds uses these groups.
+    opt = torch.optim.SGD(param_groups(net, 0.1), lr=1.0)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
 
 
 def _block_params(trainer, position, block):
@@ -180,3 +189,41 @@ def test_channels_last_applies_on_cpu_and_can_be_turned_off(tmp_path, fashion, c
     )
     trainer.run()
     assert seen and all(s == channels_last for s in seen)
+
+
+def test_trainer_recipe_smoothing_nesterov_and_per_step_cosine(tmp_path, fashion):
+    """SPEC §4's recipe as the trainer builds it, each piece checked against its own formula."""
+    cfg = tiny_config(tmp_path, label_smoothing=0.1, warmup_steps=2, epochs=2)
+    trainer = Trainer(cfg)
+    # Label smoothing reaches the loss: (1 - eps) * NLL + eps * mean over classes of -log p.
+    logits = torch.randn(8, 10, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(8)
+    logp = logits.log_softmax(1)
+    hand = (0.9 * -logp[torch.arange(8), y] - 0.1 * logp.mean(1)).mean()
+    torch.testing.assert_close(trainer.criterion(logits, y), hand)
+    assert not torch.allclose(trainer.criterion(logits, y), torch.nn.functional.cross_entropy(logits, y))
+    # Nesterov momentum 0.9 in every parameter group.
+    assert all(g["nesterov"] and g["momentum"] == 0.9 for g in trainer.optimizer.param_groups)
+    # The lr moves every step (not every epoch): linear warm-up, then cosine to 0 at the end.
+    total, warm = trainer.total_steps, trainer.warmup_steps
+    assert (total, warm) == (14, 2)
+    batches = trainer._epoch_batches(0, 0)
+    lrs = []
+    for _ in range(6):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.train_step(next(batches), 0)
+    hand_lr = [0.05 * (s + 1) / warm if s < warm else 0.05 * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
+               for s in range(6)]  # fmt: skip
+    assert lrs == pytest.approx(hand_lr, rel=1e-9)
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:]))  # within epoch 0: per step
+
+
+def test_trainer_clips_the_gradient_norm(tmp_path, fashion):
+    norms = {}
+    for clip in (None, 1e-3):
+        trainer = Trainer(tiny_config(tmp_path, grad_clip=clip, out=str(tmp_path / f"run{clip}")))
+        trainer.train_step(next(trainer._epoch_batches(0, 0)), 0)
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        norms[clip] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+    assert norms[None] > 1e-2  # unclipped: far above the limit ...
+    assert norms[1e-3] == pytest.approx(1e-3, rel=1e-3)  # ... clipped: exactly at it

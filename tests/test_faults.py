@@ -324,3 +324,19 @@ def test_resuming_on_a_changed_dataset_is_refused(tmp_path, fashion, capsys, mon
     line = _one_line_error(capsys)
     assert "trained on other data (train: 256 -> 288)" in line
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 2
+
+
+def test_time_based_checkpoints_bound_the_work_a_kill_loses(tmp_path, fashion, monkeypatch):
+    from spos.train.config import TrainConfig
+    from spos.train.trainer import Trainer
+
+    saved: list[int] = []
+    save = Trainer.save
+    monkeypatch.setattr(Trainer, "save", lambda self: saved.append(self.step) or save(self))
+    base = yaml.safe_load(_config(tmp_path, epochs=1, max_steps=5).read_text())
+    Trainer(TrainConfig.from_dict({**base, "out": str(tmp_path / "off"), "checkpoint_minutes": 0})).run()
+    assert saved == [5]  # only the end of the (shortened) epoch
+    saved.clear()
+    # A tiny interval: every step is "10 minutes later", so every step is saved.
+    Trainer(TrainConfig.from_dict({**base, "out": str(tmp_path / "on"), "checkpoint_minutes": 1e-9})).run()
+    assert saved == [1, 2, 3, 4, 5]

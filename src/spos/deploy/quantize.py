@@ -18,6 +18,7 @@ from ..cost.timing import onnx_latency
 from ..data import dataset, to_tensors
 from ..errors import SposError
 from ..nn.onnx import INPUT_NAME, check_onnx_file, onnx_input_shape, strided_slices
+from ..runs import atomic_write_bytes
 from .export import onnx_accuracy
 
 
@@ -94,10 +95,10 @@ def quantize_onnx(
 
             present = {n.op_type for n in onnx.load(str(model)).graph.node}
             op_types = sorted(present - set(exclude_op_types))
-        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        out = Path(tmp) / "int8.onnx"
         quantize_static(
             str(model),
-            str(dst),
+            str(out),
             ImageCalibrationReader(calibration),
             quant_format=formats[fmt],
             per_channel=per_channel,
@@ -106,6 +107,7 @@ def quantize_onnx(
             calibrate_method=methods[method],
             op_types_to_quantize=op_types,
         )
+        atomic_write_bytes(dst, out.read_bytes())  # one line on ENOSPC/EACCES, no partial file
 
 
 def load_images(

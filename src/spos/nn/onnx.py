@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import SposError
+from ..runs import atomic_write_bytes
 
 #: ONNX opset of exported files: 14+ has HardSwish; 17 is well supported by onnxruntime's
 #: quantiser and by the TorchScript exporter.
@@ -50,7 +51,14 @@ def write_onnx(
         else:
             kw = {"dynamic_axes": {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, "dynamo": False,
                   "opset_version": OPSET}  # fmt: skip
-        torch.onnx.export(net, (x,), path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], **kw)
+        if isinstance(path, io.BytesIO):
+            torch.onnx.export(net, (x,), path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], **kw)
+            return
+        # Into memory, then one atomic write: a full disk or read-only folder is one line
+        # naming the path (spos.runs.os_error), and no half-written .onnx is left behind.
+        buf = io.BytesIO()
+        torch.onnx.export(net, (x,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], **kw)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def ort_session(model: str | os.PathLike | bytes, threads: int = 2, device: str = "cpu"):

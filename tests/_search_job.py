@@ -1,6 +1,6 @@
 """A tiny search run as a separate process by the resume and torchrun tests.
 
-    python tests/_search_job.py OUT [--resume] [--pause-after G] [--method evolution|random]
+    python tests/_search_job.py OUT [--resume] [--pause-after G] [--method evolution|random] [--store DB]
 
 Prints ``GENERATION g`` after each saved generation; with ``--pause-after G`` it then sleeps, so
 a test can SIGKILL it at a known point between generations.
@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--pause-after", type=int, default=None)
     ap.add_argument("--method", default="evolution")
+    ap.add_argument("--store", default=None, help="a candidate store (supernet id 'job-net')")
     args = ap.parse_args()
     torch.set_num_threads(1)  # same arithmetic in every process, with or without torchrun
     torch.manual_seed(0)
@@ -52,7 +53,15 @@ def main() -> None:
     Evaluator.score = lambda self, arch: evaluated.append(str(arch)) or score(self, arch)
 
     config = SearchConfig(method=args.method, **CONFIG)
-    search(net, data, config, args.out, resume=args.resume, on_generation=on_generation, log=None)
+    store = None
+    if args.store:
+        from spos.store import Store
+
+        store = Store(args.store)
+    search(net, data, config, args.out, resume=args.resume, on_generation=on_generation, log=None,
+           store=store, supernet_id="job-net" if store else None)
+    if not torch.distributed.is_initialized() and args.store:
+        (Path(args.out) / "evaluated.json").write_text(json.dumps(evaluated))
     if torch.distributed.is_initialized():
         rank = torch.distributed.get_rank()
         (Path(args.out) / f"rank{rank}.json").write_text(json.dumps(evaluated))

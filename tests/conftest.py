@@ -22,3 +22,13 @@ def tiny_space() -> SearchSpace:
         stem_stride=1,
         last_channels=64,
     )
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (several test processes share 2 cores: more only spin).
+    Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

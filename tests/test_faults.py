@@ -26,13 +26,7 @@ from spos.cli import main
 from spos.errors import EXIT_PREEMPTED
 from spos.runs import RunLock, load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

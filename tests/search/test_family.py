@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 import yaml
 from idx_fixtures import TINY_SPACE, write_fashion
 
@@ -19,12 +18,7 @@ SEARCH = ["--population", "6", "--parents", "2", "--generations", "3", "--recal-
           "--batch-size", "16", "--device", "cpu"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -22,12 +22,7 @@ from spos.store import Store
 CONFIG = {"population": 10, "parents": 3, "generations": 4, "recal_images": 40, "holdout": 30, "batch_size": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

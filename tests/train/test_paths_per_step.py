@@ -9,13 +9,7 @@ from spos.errors import SposError
 from spos.train.config import TrainConfig
 from spos.train.trainer import Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Score a lever supernet: its own search (the demo's search settings; fitness top-1, then held-out
 # loss), then fidelity with each fitness on the demo's stand-alone ground truth (the store).
-cd /work/main
+cd "$(dirname "$0")/../.."
 # Usage (after `spos train-supernet --config docs/fidelity/lever-V.yaml` and `make demo` for the ground truth):
 #   bash docs/fidelity/score-lever.sh V
 v=$1; net=runs/levers/$v/final.pt

@@ -49,7 +49,7 @@ from .runs import (
 )
 from .runtime import rank_world
 from .space import Arch, SearchSpace
-from .store import Store, config_hash, file_hash
+from .store import Store, beside, config_hash, file_hash
 
 FIDELITY_FILES = ("fidelity.json", "fidelity.csv", "fidelity.png")
 
@@ -432,7 +432,7 @@ def _run_fidelity(inputs, config, out: Path, store_path, dev, rank: int, command
     archs = pick_archs(space, window, config.archs, config.seed, config.pool)
     winner = _winner(inputs.search_dir, space)
     every = archs + ([winner] if winner is not None and winner not in archs else [])
-    store = Store(store_path or out.parent / "spos-store.sqlite")
+    store = Store(store_path or beside(out))
     jobs = [(a, s) for a in every for s in range(config.seeds)]
     standalone = train_standalone(jobs, space, inputs.data, config.recipe, out, store, command, log)
     scores = {}

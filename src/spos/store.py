@@ -40,6 +40,16 @@ CREATE TABLE IF NOT EXISTS supernet (hash TEXT PRIMARY KEY, path TEXT, space_has
 _ADDED = {"supernet_score": (("macs", "INTEGER"), ("params", "INTEGER"), ("latency", "TEXT"))}
 
 
+#: The store's file name; it sits beside the run folders that share it (:func:`beside`).
+STORE_NAME = "spos-store.sqlite"
+
+
+def beside(run_dir: str | os.PathLike) -> Path:
+    """The default store of a run folder: ``RUN/../spos-store.sqlite``, so that the search, the
+    fidelity check and the family search of one project share their scores."""
+    return Path(run_dir).parent / STORE_NAME
+
+
 def config_hash(obj: dict) -> str:
     """16 hex digits of SHA-256 over ``obj`` as canonical JSON (sorted keys)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

@@ -87,6 +87,7 @@ def run_family(
     """Winners for every budget from one pool (see the module docstring); returns the family
     summary written to ``family.json``. Latency budgets are priced with the first table."""
     from ..cost.latency import LatencyTable
+    from ..store import beside
     from .run import run_search
 
     config = config or SearchConfig()
@@ -95,7 +96,7 @@ def run_family(
     latency = next(iter(tables.values()), None)
     if any(b.needs_latency for b in budgets) and latency is None:
         raise SposError("a latency budget needs --latency-table FILE")
-    store_path = Path(store) if store is not None else out.parent / "spos-store.sqlite"
+    store_path = Path(store) if store is not None else beside(out)
     write_run_info(out, {"supernet": str(supernet_path), "data": data, "budgets": [str(b) for b in budgets],
                          "latency_tables": list(tables), "predictor": predictor, "min_store": min_store,
                          "top_k": top_k, **config.to_dict()}, command)  # fmt: skip
@@ -145,9 +146,10 @@ class _Pool:
         self.config, self.dev = config, resolve_device(device)
         self.store, self.supernet_id = Store(store_path), file_hash(supernet_path)
         self.settings = self.store.remember_config(config.scoring)
-        self._data = lambda: load_search_data(data, self.space, config, ckpt.get("config") or {})
-        self._model, self._evaluator, Evaluator_ = model.to(self.dev).eval(), None, Evaluator
-        self._make = lambda d: Evaluator_(self._model, d.to(self.dev), config.batch_size)
+        self._load = lambda: Evaluator(model.to(self.dev).eval(),
+                                       load_search_data(data, self.space, config, ckpt.get("config") or {}).to(self.dev),
+                                       config.batch_size)  # fmt: skip
+        self._evaluator = None  # decoded on the first evaluation: the predictor often needs none
         self.reload()
 
     def reload(self) -> None:
@@ -159,7 +161,7 @@ class _Pool:
         from .evolution import fitness_of
 
         if self._evaluator is None:
-            self._evaluator = self._make(self._data())
+            self._evaluator = self._load()
         table, out, rows = cost_table(self.space), {}, []
         for arch in archs:
             acc, loss = self._evaluator.score(arch)

@@ -122,7 +122,7 @@ def answer_budget(
     fresh = [to_arch(g, space) for g in cands[np.argsort(-predictor.predict(cands), kind="stable")]]
     fresh = [a for a in fresh if str(a) not in known][:top_k]
     results = dict(evaluate(fresh)) if fresh else {}
-    results.update({to_arch(g, space).__str__(): float(s) for g, s in zip(stored[inside], scores[inside])})
+    results.update({a: float(s) for (a, s), ok in zip(known.items(), inside) if ok})
     best = max(results, key=lambda a: (results[a], a))
     return BudgetAnswer(bounds, Arch.parse(best, space.stage_depths), results[best], len(fresh), len(cands),
                         time.perf_counter() - t0)  # fmt: skip

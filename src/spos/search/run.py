@@ -137,7 +137,7 @@ def _run_search(supernet_path, data, config, out_dir, resume, dev, rank, latency
                                  "latency_table": latency_table, "resume": resume, **config.to_dict()},
                        command)  # fmt: skip
     search_data = load_search_data(data, space, config, train_config).to(dev)
-    from ..store import Store, config_hash, file_hash
+    from ..store import Store, beside, config_hash, file_hash
 
     if tensorboard:
         tblog.require()
@@ -145,7 +145,7 @@ def _run_search(supernet_path, data, config, out_dir, resume, dev, rank, latency
     supernet_id = file_hash(supernet_path)
     db = None
     if store:
-        db = Store(Path(out_dir).parent / "spos-store.sqlite" if store is True else store)
+        db = Store(beside(out_dir) if store is True else store)
         if rank == 0:
             db.remember_supernet(supernet_id, str(Path(supernet_path).absolute()), config_hash(space.to_dict()))
     try:

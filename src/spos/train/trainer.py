@@ -276,14 +276,13 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
         # fp16: non-finite gradients are the GradScaler's overflow steps (skipped, not divergence).
-        bad = bool(nonfinite) or (not fp16 and not bool(torch.isfinite(norm)))
-        (bad,) = agree([bad], self.device)
-        if not bad:
+        bad_loss, bad_grad = agree([bool(nonfinite), not fp16 and not bool(torch.isfinite(norm))], self.device)
+        if not (bad_loss or bad_grad):
             if self.cfg.grad_clip:
                 nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, norm)
             return False
         self.bad_steps += 1
-        what = "loss" if bool(agree([bool(nonfinite)], self.device)[0]) else "gradient norm"
+        what = "loss" if bad_loss else "gradient norm"
         if self.cfg.on_divergence == "skip" and self.bad_steps <= self.cfg.max_bad_steps:
             for b, old in zip(self.model.buffers(), saved or []):
                 b.copy_(old)

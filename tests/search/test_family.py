@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -76,3 +77,24 @@ def test_family_with_predictor_fills_the_store_once_then_answers_from_it(tmp_pat
     assert main([*args[:-len(SEARCH) - 2], "--out", str(tmp_path / "fam" / "again"), *SEARCH]) == 0
     again = json.loads((tmp_path / "fam" / "again" / "family.json").read_text())
     assert again["fill"] is None and all(r["evaluated"] <= 3 for r in again["budgets"])
+
+
+def test_an_nsga2_family_reads_each_winner_from_its_pool(tmp_path, supernet_file):
+    caps = _caps(supernet_file)[0][1:]
+    out = tmp_path / "fam" / "nsga2"
+    args = ["search", "--supernet", str(supernet_file), "--method", "nsga2", "--no-predictor", "--budget",
+            "macs=" + ",".join(f"{c:.0f}" for c in caps), "--out", str(out), *SEARCH, "--generations", "5"]  # fmt: skip
+    assert main(args) == 0
+    family = json.loads((out / "family.json").read_text())
+    pool = {}
+    for row in csv.DictReader((out / "pool-search" / "candidates.csv").open()):
+        pool[row["arch"]] = (float(row["fitness"]), int(row["macs"]))
+    assert family["fill"]["method"] == "nsga2" and family["fill"]["evaluated"] == len(pool)
+    for cap, row in zip(caps, family["budgets"]):
+        inside = {a: f for a, (f, m) in pool.items() if m <= cap}
+        assert row["evaluated"] == 0 and row["score"] == pytest.approx(max(inside.values()))
+        assert inside[row["arch"]] == pytest.approx(row["score"])
+    # Again: NSGA-II replays from the store, no evaluation anywhere.
+    assert main([*args[: -len(SEARCH) - 3], str(tmp_path / "fam" / "again"), *SEARCH, "--generations", "5"]) == 0
+    again = json.loads((tmp_path / "fam" / "again" / "family.json").read_text())
+    assert again["fill"]["evaluated"] == 0 and [r["arch"] for r in again["budgets"]] == [r["arch"] for r in family["budgets"]]

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from spos.cost.bounds import Bounds
 from spos.cost.table import cost_table
 from spos.errors import SposError
-from spos.genes import largest, smallest
-from spos.nn.supernet import SuperNet
 from spos.search.config import SearchConfig
-from spos.search.evaluator import Evaluator, SearchData
 from spos.search.evolution import search
 from spos.search.family import loosest, parse_budgets
 from spos.search.predictor import AccuracyPredictor, answer_budget, heldout_tau
@@ -23,34 +19,6 @@ CONFIG = {"population": 10, "parents": 3, "generations": 4, "recal_images": 40, 
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def supernet(tiny_space):
-    torch.manual_seed(0)
-    return SuperNet(tiny_space)
-
-
-@pytest.fixture
-def data():
-    g = torch.Generator().manual_seed(0)
-    return SearchData(torch.randn(40, 3, 32, 32, generator=g), torch.randn(30, 3, 32, 32, generator=g),
-                      torch.randint(0, 10, (30,), generator=g))  # fmt: skip
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Count real supernet evaluations (the Evaluator still runs)."""
-    calls: list[str] = []
-    score = Evaluator.score
-    monkeypatch.setattr(Evaluator, "score", lambda self, arch: calls.append(str(arch)) or score(self, arch))
-    return calls
-
-
-def _budget(space, frac: float) -> float:
-    table = cost_table(space)
-    lo, hi = table(smallest(space)).macs, table(largest(space)).macs
-    return lo + frac * (hi - lo)
 
 
 def test_store_round_trip_keeps_every_field(tmp_path):
@@ -64,9 +32,9 @@ def test_store_round_trip_keeps_every_field(tmp_path):
         assert (store.hits["supernet_score"], store.misses["supernet_score"]) == (1, 1)
 
 
-def test_a_repeated_search_evaluates_nothing_and_an_overlapping_one_reuses(tmp_path, supernet, data, counted):
-    space = supernet.space
-    cfg = SearchConfig(max_macs=_budget(space, 0.6), **CONFIG)
+def test_a_repeated_search_evaluates_nothing_and_an_overlapping_one_reuses(tmp_path, supernet, data, counted,
+                                                                            macs_cap):  # fmt: skip
+    cfg = SearchConfig(max_macs=macs_cap(0.6), **CONFIG)
     store = Store(tmp_path / "s.sqlite")
     first = search(supernet, data, cfg, tmp_path / "a", store=store, supernet_id="net")
     fresh = len(counted)
@@ -91,7 +59,7 @@ def test_predictor_ranks_a_learnable_score_and_reports_heldout_tau(tiny_space):
     assert np.corrcoef(pred, truth[200:])[0, 1] > 0.9
 
 
-def test_answer_budget_never_returns_an_arch_over_its_budget(tiny_space):
+def test_answer_budget_never_returns_an_arch_over_its_budget(tiny_space, macs_cap):
     rng = np.random.default_rng(1)
     table = cost_table(tiny_space)
     # A score that rewards MACs: the predictor pushes toward the budget's edge, never over it.
@@ -107,7 +75,7 @@ def test_answer_budget_never_returns_an_arch_over_its_budget(tiny_space):
         return {str(a): table(a).macs / 1e9 for a in archs}
 
     for frac in (0.3, 0.5, 0.7):
-        cap = _budget(tiny_space, frac)
+        cap = macs_cap(frac)
         ans = answer_budget(Bounds(max_macs=cap), tiny_space, known, evaluate, top_k=5)
         assert table(ans.arch).macs <= cap and ans.evaluated <= 5
         assert all(table(a).macs <= cap for a in evaluated)
@@ -119,8 +87,8 @@ def test_answer_budget_never_returns_an_arch_over_its_budget(tiny_space):
 
 def test_family_budgets_parse_and_their_union(tiny_space):
     budgets = parse_budgets(["macs=0.9M,1.2M", "params=50K"])
-    assert [b.max_macs for b in budgets] == [0.9e6, 1.2e6, None]
-    assert budgets[2].max_params == 50e3
-    assert loosest(budgets[:2]).max_macs == 1.2e6 and loosest(budgets).max_macs is None
+    assert [b.bounds.max_macs for b in budgets] == [0.9e6, 1.2e6, None]
+    assert budgets[2].bounds.max_params == 50e3
+    assert loosest(budgets[:2]).bounds.max_macs == 1.2e6 and loosest(budgets).bounds.max_macs is None
     with pytest.raises(SposError, match="KEY=V1,V2"):
         parse_budgets(["flops=1M"])

@@ -8,7 +8,7 @@ import sys
 
 from ..configs import load_config
 from ..errors import SposError
-from ..search.config import FITNESS, SearchConfig
+from ..search.config import FITNESS, METHODS, SearchConfig
 from ..search.run import run_search
 from .common import amount
 
@@ -21,6 +21,10 @@ EXAMPLES = """examples:
   spos search --supernet runs/supernet/final.pt --max-macs 330M --out runs/search
   spos search --supernet runs/demo/supernet/final.pt --method random --candidates 200 --fitness loss
   spos search --supernet runs/demo/supernet/final.pt --budget macs=0.9M,1.0M,1.2M --out runs/family
+  spos search --supernet runs/demo/supernet/final.pt --method nsga2 --latency-table phone.json \
+      --latency-table server.json --out runs/front
+  spos search --supernet runs/demo/supernet/final.pt --budget latency@phone=2,3 --budget latency@server=0.5 \
+      --latency-table phone.json --latency-table server.json --out runs/devices
 """
 
 
@@ -48,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also log each generation's best and mean fitness to OUT/tensorboard (pip install spos[tensorboard])")
 
     g = p.add_argument_group("strategy")
-    g.add_argument("--method", choices=("evolution", "random"), help=f"default {d.method}")
+    g.add_argument("--method", choices=METHODS, help=f"evolution (SPEC §5), random, or nsga2: the Pareto front over "
+                   f"accuracy, MACs, params and latency per --latency-table (pymoo) (default {d.method})")
     g.add_argument("--genes", choices=("block", "channel", "joint"), help=f"genes to search (default {d.genes})")
     g.add_argument("--fix-blocks", metavar="ARCH", help="hold these block genes fixed, search channels (default: none)")
     g.add_argument("--fix-channels", metavar="ARCH", help="hold these channel genes fixed, search blocks (default: none)")
@@ -83,11 +88,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--store", metavar="FILE", help="candidate store whose scores of this supernet are reused "
                    "(default: spos-store.sqlite beside --out)")
     f.add_argument("--no-store", action="store_true", default=None, help="neither read nor write a store")
+    f.add_argument("--no-warm-start", dest="warm_start", action="store_false", default=None,
+                   help="evolution from random archs even when the store knows this supernet (default: warm start "
+                        "from the store's best in-bounds archs with predictor pre-screening once it holds "
+                        "--warm-min scores)")
+    f.add_argument("--warm-min", type=int, help=f"stored scores of this supernet that turn the warm start on "
+                   f"(default {d.warm_min})")
+    f.add_argument("--screen-keep", type=float, help="warm start: share of each generation's free slots evaluated on "
+                   f"the supernet, the predictor's best (default {d.screen_keep})")
+    f.add_argument("--screen-draws", type=int, help=f"warm start: offspring drawn per free slot for the predictor to "
+                   f"rank (default {d.screen_draws})")
     f.add_argument("--budget", action="append", metavar="KEY=V1,V2,...",
-                   help="one winner per budget from one pool: macs=..., params=... or latency=... (ms, with "
-                        "--latency-table); writes family.json/.csv/.png (default: one search)")
+                   help="one winner per budget from one pool: macs=..., params=..., latency=... (ms, on every "
+                        "--latency-table) or latency@NAME=... (on the table file NAME.json); with --method nsga2 the "
+                        "pool is NSGA-II's; writes family.json/.csv/.png (default: one search)")
     f.add_argument("--no-predictor", dest="predictor", action="store_false", default=None,
-                   help="with --budget: a full evolutionary search per budget instead of the store's "
+                   help="with --budget: a full evolutionary search per budget (with --method nsga2: the pool's "
+                        "best in each budget) and no warm start, instead of the store's "
                         "accuracy predictor (default: predictor)")
     f.add_argument("--min-store", type=int, help="with --budget: candidates the store needs before the predictor "
                    "answers; fewer start with one search under the loosest budget (default 200)")
@@ -129,9 +146,8 @@ def run(args: argparse.Namespace) -> int:
     store = False if opts["no_store"] else (opts["store"] or True)
     if opts["budget"]:
         return _run_family(opts, config, tables, store)
-    if len(tables) > 1:
-        raise SposError("several --latency-table files need --budget (one search prices one device)")
-    opts["latency_table"] = tables[0] if tables else None
+    if len(tables) > 1 and config.method != "nsga2":
+        raise SposError("several --latency-table files need --budget or --method nsga2 (one search prices one device)")
     result = run_search(
         opts["supernet"],
         opts["data"],
@@ -139,14 +155,16 @@ def run(args: argparse.Namespace) -> int:
         opts["out"],
         resume=bool(opts["resume"]),
         device=opts["device"],
-        latency_table=opts["latency_table"],
+        latency_table=tables,
         command=shlex.join(["spos", *sys.argv[1:]]),
         tensorboard=bool(opts["tensorboard"]),
         store=store,
     )
     reused = sum(h.get("reused", 0) for h in result.history)
-    if reused:
-        print(f"reused {reused} of {len(result.candidates)} candidate scores from the store")
+    screened = sum(h.get("screened", 0) for h in result.history)
+    if reused or screened:
+        print(f"reused {reused} of {len(result.candidates)} candidate scores from the store; the predictor "
+              f"screened out {screened} offspring; {len(result.candidates) - reused} supernet evaluations")
     best = result.best
     print(f"best {best['arch']}  top-1 {100 * best['accuracy']:.2f}%  {best['macs'] / 1e6:.2f}M MACs  "
           f"{best['params'] / 1e6:.3f}M params  ({len(result.candidates)} candidates; results in {opts['out']})")  # fmt: skip
@@ -156,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_family(opts: dict, config: SearchConfig, tables: list[str], store) -> int:
     from ..search.family import parse_budgets, run_family
 
-    budgets = parse_budgets(opts["budget"] if isinstance(opts["budget"], list) else [opts["budget"]])
+    budgets = parse_budgets(opts["budget"] if isinstance(opts["budget"], list) else [opts["budget"]], tables)
     if store is False:
         raise SposError("--budget answers every budget from the candidate store; drop --no-store")
     summary = run_family(opts["supernet"], budgets, opts["data"], config, opts["out"], latency_tables=tables,

@@ -14,6 +14,9 @@ from ..runtime import parse_amount
 LatencyModel = ArchCostModel
 
 
+#: Search methods: SPEC §5's evolution and random search, and NSGA-II (pymoo) over accuracy and costs.
+METHODS: tuple[str, ...] = ("evolution", "random", "nsga2")
+
 #: What a search maximises (:func:`spos.search.evolution.fitness_of`).
 FITNESS: tuple[str, ...] = ("acc", "acc-score", "loss")
 
@@ -28,7 +31,7 @@ class SearchConfig:
     ``loss`` (minus the held-out cross-entropy: smoother than top-1 on a few thousand images).
     """
 
-    method: str = "evolution"  # evolution | random
+    method: str = "evolution"  # evolution | random | nsga2 (multi-objective, pymoo)
     genes: str = "joint"  # block | channel | joint
     fix_blocks: str | None = None  # arch string whose block genes stay fixed (searches channels)
     fix_channels: str | None = None  # arch string whose channel genes stay fixed (searches blocks)
@@ -53,6 +56,16 @@ class SearchConfig:
     top_k: int = 10
     seed: int = 0
     tries_per_candidate: int = 200  # bound on rejected samples before a constraint is "too tight"
+    # Warm start (evolution with a store): when the store holds >= warm_min scores of this
+    # supernet with these scoring settings, the first population is the best stored archs inside
+    # the bounds plus a warm_random share of random ones, and each later generation draws
+    # screen_draws offspring per free slot of which the store's accuracy predictor sends only
+    # the best screen_keep share of the free slots to the supernet.
+    warm_start: bool = True
+    warm_min: int = 100
+    warm_random: float = 0.2
+    screen_draws: int = 3
+    screen_keep: float = 0.4
 
     def __post_init__(self) -> None:
         # Values from YAML files arrive as whatever YAML made of them ("3e8" is a string there).
@@ -67,8 +80,8 @@ class SearchConfig:
                 object.__setattr__(self, f.name, kind(value))
             except (TypeError, ValueError):
                 raise SposError(f"{f.name.replace('_', '-')} must be a number, got {value!r}") from None
-        if self.method not in ("evolution", "random"):
-            raise SposError(f"method must be evolution or random, got {self.method!r}")
+        if self.method not in METHODS:
+            raise SposError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.genes not in ("block", "channel", "joint"):
             raise SposError(f"genes must be block, channel or joint, got {self.genes!r}")
         if self.fitness not in FITNESS:
@@ -80,7 +93,7 @@ class SearchConfig:
         if self.fix_channels and self.genes == "channel":
             raise SposError("--fix-channels holds the channel genes fixed; search --genes block (or joint)")
         for name in ("population", "generations", "candidates", "recal_images", "holdout", "top_k",
-                     "tries_per_candidate"):  # fmt: skip
+                     "tries_per_candidate", "screen_draws"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise SposError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -89,7 +102,7 @@ class SearchConfig:
             raise SposError(
                 f"parents ({self.parents}) must be at least 1 and below the population ({self.population})"
             )
-        for name in ("p_select", "mutation_prob"):
+        for name in ("p_select", "mutation_prob", "warm_random", "screen_keep"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SposError(f"{name.replace('_', '-')} must be a probability in [0, 1]")
         if self.min_macs is not None and self.max_macs is not None and self.min_macs > self.max_macs:

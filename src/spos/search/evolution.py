@@ -41,6 +41,7 @@ from ..store import Store
 from .config import LatencyModel, SearchConfig
 from .evaluator import Evaluator, SearchData, evaluate_shared
 from .state import STATE_FILE, SearchResult, load_state, save_state, write_candidates, write_outputs
+from .warm import WarmStart
 
 
 class CandidateGenerator:
@@ -100,17 +101,19 @@ class CandidateGenerator:
                 rejected[reason] = rejected.get(reason, 0) + 1
         return out
 
-    def fill(self, n: int, seen: set[str], rng: random.Random, parents: list[Arch] | None = None) -> list[Arch]:
+    def fill(self, n: int, seen: set[str], rng: random.Random, parents: list[Arch] | None = None,
+             at_least: int | None = None) -> list[Arch]:  # fmt: skip
         """``n`` new archs: children of ``parents`` (random archs when None); SposError if the
-        constraints leave too few. When offspring keep repeating known archs (a converged
-        population), the rest are fresh random archs so that the generation still fills."""
+        constraints leave fewer than ``at_least`` (default ``n``). When offspring keep repeating
+        known archs (a converged population), the rest are fresh random archs so that the
+        generation still fills."""
         rejected: dict[str, int] = {}
         out: list[Arch] = []
         if parents:
             out = self.draw(n, seen, lambda: self.child(parents, rng), rejected)
         if len(out) < n:
             out += self.draw(n - len(out), seen, lambda: self.random(rng), rejected)
-        if len(out) < n:
+        if len(out) < (n if at_least is None else at_least):
             raise SposError(self._too_tight(len(out), n, rejected))
         return out
 
@@ -198,11 +201,16 @@ def next_generation(state: dict, evaluated: dict, sampler: CandidateGenerator, c
         return [], sampler.fill(min(config.population, config.candidates - len(evaluated)), seen, rng)
     if g == 0:
         return [], sampler.fill(config.population, seen, rng)
-    ranked = rank_candidates([evaluated[a] for a in state["population"]])
-    chosen = ranked[: config.parents] + [c for c in ranked[config.parents :] if rng.random() < config.p_select]
-    survivors = [c["arch"] for c in chosen]
+    survivors = select_survivors(state, evaluated, config, rng)
     parents = [Arch.parse(a, sampler.space.stage_depths) for a in survivors]
     return survivors, sampler.fill(config.population - len(parents), seen, rng, parents)
+
+
+def select_survivors(state: dict, evaluated: dict, config: SearchConfig, rng: random.Random) -> list[str]:
+    """The top ``parents`` of the population plus each other member with ``p_select``."""
+    ranked = rank_candidates([evaluated[a] for a in state["population"]])
+    chosen = ranked[: config.parents] + [c for c in ranked[config.parents :] if rng.random() < config.p_select]
+    return [c["arch"] for c in chosen]
 
 
 def _generation_stats(state: dict, evaluated: dict, n_new: int, seconds: float) -> tuple[dict, dict]:
@@ -227,6 +235,7 @@ def search(
     supernet_id: str | None = None,
     store: Store | None = None,
     latency_id: str | None = None,
+    latencies: dict[str, LatencyModel] | None = None,
 ) -> SearchResult:
     """Random or evolutionary search of ``supernet`` (see the module docstring).
 
@@ -238,7 +247,8 @@ def search(
     With a ``store`` (:class:`spos.store.Store`) and ``supernet_id``, every candidate the store
     already scored on this supernet with these scoring settings is reused, not evaluated, and
     every new score is stored (one transaction per generation; ``latency_id`` names the latency
-    table its latency comes from).
+    table its latency comes from). ``method: nsga2`` runs :func:`spos.search.nsga2.nsga2_search`
+    over the latency models in ``latencies`` (name -> model; default: ``latency``) instead.
     SIGTERM / SIGINT end the current generation, save the state and raise
     :class:`~spos.errors.Preempted` on every rank.
     Longer than a screen: the generation loop with its resume and output steps in order.
@@ -247,9 +257,13 @@ def search(
     space = supernet.space
     rank, _ = rank_world()
     say = log if (log is not None and rank == 0) else (lambda msg: None)
+    out = Path(out_dir) if out_dir is not None else None
+    cache = _Cache(store, supernet_id, config, latency_id) if store is not None and supernet_id else None
+    if config.method == "nsga2":
+        latencies = latencies if latencies is not None else ({"latency": latency} if latency is not None else {})
+        return _nsga2(supernet, data, config, out, resume, latencies, cache, log)
     sampler = CandidateGenerator(space, config, latency)
     evaluator = Evaluator(supernet.eval(), data, config.batch_size)
-    out = Path(out_dir) if out_dir is not None else None
 
     rng = random.Random(config.seed)
     state_path = out / STATE_FILE if out is not None else None
@@ -258,7 +272,6 @@ def search(
         raise SposError(f"{state_path} was searched on another supernet file (hash {state['supernet']}, now "
                         f"{supernet_id}): the file changed under the search; search it in another --out")  # fmt: skip
     lock = RunLock(out) if out is not None and rank == 0 else contextlib.nullcontext()
-    cache = _Cache(store, supernet_id, config, latency_id) if store is not None and supernet_id else None
     with lock, StopSignals() as signals:
         _generations(state, config, sampler, evaluator, rng, out, state_path, space, say, on_generation, signals,
                      cache)  # fmt: skip
@@ -275,25 +288,44 @@ def search(
     return result
 
 
+def _nsga2(supernet, data, config, out, resume, latencies, cache, log) -> SearchResult:
+    """The NSGA-II branch of :func:`search`: a folder that holds a finished search is refused
+    unless ``resume`` (which replays it from the store)."""
+    from .nsga2 import nsga2_search
+
+    if out is not None and (out / "best.json").is_file() and not resume:
+        raise SposError(f"{out} already holds a search; pass --resume to replay it from the store or choose "
+                        f"another --out")  # fmt: skip
+    lock = RunLock(out) if out is not None and rank_world()[0] == 0 else contextlib.nullcontext()
+    with lock:
+        return nsga2_search(supernet, data, config, out, latencies=latencies, cache=cache, log=log)
+
+
 class _Cache:
-    """The search's view of the store: known scores of a generation's candidates (read on rank
-    0 and broadcast, so every rank evaluates the same rest), and the new ones written back."""
+    """The search's view of the store: known scores of a generation's candidates and a
+    snapshot of every score of this supernet (read on rank 0 and broadcast, so every rank
+    evaluates the same rest), and the new ones written back."""
 
     def __init__(self, store: Store, supernet_id: str, config: SearchConfig, latency_id: str | None) -> None:
         self.store, self.supernet_id, self.latency_id = store, supernet_id, latency_id
         self.settings = store.remember_config(config.scoring)
 
     def known(self, archs: list[Arch]) -> dict[str, tuple[float, float]]:
-        rank, world = rank_world()
-        found = None
-        if rank == 0:
+        def read():
             rows = self.store.scores(self.supernet_id, self.settings, [str(a) for a in archs])
-            found = {k: (r["accuracy"], r["loss"]) for k, r in rows.items()}
-        if world > 1:
-            box = [found]
-            dist.broadcast_object_list(box, src=0)
-            found = box[0]
-        return found
+            return {k: (r["accuracy"], r["loss"]) for k, r in rows.items()}
+
+        return _from_rank0(read)
+
+    def snapshot(self, until: float | None = None) -> tuple[float, list[tuple[str, float, float]]]:
+        """``(time, rows)``: ``(arch, accuracy, loss)`` of every score of this supernet and
+        these settings written up to ``time`` (default: now)."""
+        def read():
+            t = time.time() if until is None else until
+            return t, [(r["arch"], r["accuracy"], r["loss"]) for r in self.store.candidates(self.supernet_id)
+                       if r["settings_hash"] == self.settings and r["loss"] is not None and r["created"] <= t]  # fmt: skip
+
+        return _from_rank0(read)
 
     def put(self, scores: dict[str, tuple[float, float]], metrics: dict[str, dict], images: int) -> None:
         if rank_world()[0] != 0 or not scores:
@@ -305,9 +337,21 @@ class _Cache:
         self.store.put_scores(self.supernet_id, self.settings, rows)
 
 
-def _evaluate(new: list[Arch], evaluator: Evaluator, cache: _Cache | None, sampler, images: int) -> tuple[dict, int]:
-    """(accuracy, loss) of every arch in ``new``, from the store where known; and how many were."""
-    known = cache.known(new) if cache is not None else {}
+def _from_rank0(read: Callable[[], object]):
+    """``read()`` on rank 0, broadcast to every rank."""
+    rank, world = rank_world()
+    box = [read() if rank == 0 else None]
+    if world > 1:
+        dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _evaluate(new: list[Arch], evaluator: Evaluator, cache: _Cache | None, sampler, images: int,
+              known: dict | None = None) -> tuple[dict, int]:  # fmt: skip
+    """(accuracy, loss) of every arch in ``new``, from the store where known (``known``: already
+    looked up); and how many were."""
+    if known is None:
+        known = cache.known(new) if cache is not None else {}
     todo = [a for a in new if str(a) not in known]
     fresh = evaluate_shared(todo, evaluator) if todo else {}
     if cache is not None:
@@ -315,38 +359,100 @@ def _evaluate(new: list[Arch], evaluator: Evaluator, cache: _Cache | None, sampl
     return {**known, **fresh}, len(known)
 
 
+def _warm_start(state: dict, config: SearchConfig, space: SearchSpace, cache: _Cache | None) -> WarmStart | None:
+    """The warm start of this search (:mod:`spos.search.warm`), or None: no store, switched
+    off, too few stored scores, or a search that started (or was saved) cold."""
+    undecided = "warm" not in state and state["generation"] == 0
+    if cache is None or not config.warm_start or config.method != "evolution" or not (undecided or state.get("warm")):
+        return None
+    until, rows = cache.snapshot(state["warm"]["until"] if state.get("warm") else None)
+    if len(rows) < config.warm_min:
+        return None
+    return WarmStart(space, config, rows, until)
+
+
+def _propose(state, evaluated, sampler, config, seen, rng, cache, warm, say) -> tuple[list[str], list[Arch], dict, int]:
+    """``(survivors, new archs, their stored scores, offspring screened out)`` of the next
+    generation: SPEC §5's step, or with a warm start the pre-screened one (:mod:`.warm`)."""
+    g = state["generation"]
+    if warm is not None and g == 0:
+        return _warm_first(state, sampler, config, seen, rng, cache, warm, say)
+    if warm is None or not state.get("warm"):
+        survivors, new = next_generation(state, evaluated, sampler, config, seen, rng)
+        return survivors, new, (cache.known(new) if cache is not None else {}), 0
+    survivors = select_survivors(state, evaluated, config, rng)
+    parents = [Arch.parse(a, sampler.space.stage_depths) for a in survivors]
+    slots = config.population - len(survivors)
+    drawn = sampler.fill(slots * config.screen_draws, seen, rng, parents, at_least=slots)
+    known = cache.known(drawn)
+    kept, out = warm.screen([a for a in drawn if str(a) not in known], state["candidates"], slots)
+    state.setdefault("screened", []).extend(str(a) for a in out)
+    keep = {str(a) for a in kept} | set(known)
+    return survivors, [a for a in drawn if str(a) in keep], known, len(out)
+
+
+def _warm_first(state, sampler, config, seen, rng, cache, warm, say) -> tuple[list[str], list[Arch], dict, int]:
+    """Generation 0 of a search that may start warm: the plain first draw when the store holds
+    all of it (this search ran before: replay it), else the best stored archs plus random ones."""
+    drawn = sampler.fill(config.population, seen, rng)
+    known = cache.known(drawn)
+    if len(known) == len(drawn):
+        state["warm"] = None
+        say("the store holds this search's first generation whole: replaying it from the store")
+        return [], drawn, known, 0
+    new = warm.first_population(sampler, drawn)
+    seen.difference_update(str(a) for a in drawn)
+    seen.update(str(a) for a in new)
+    state["warm"] = {"until": warm.until, "stored": len(warm.stored)}
+    known = cache.known(new)
+    say(f"warm start from {len(warm.stored)} stored scores of this supernet: {len(known)} of the first "
+        f"{len(new)} candidates are stored ones inside the bounds; each later generation draws "
+        f"{config.screen_draws} offspring per slot and evaluates the predicted best {config.screen_keep:.0%} "
+        f"of the slots")  # fmt: skip
+    return [], new, known, 0
+
+
+def _record(state: dict, evaluated: dict, new: list[Arch], scores: dict, sampler, config, slots: int) -> list[str]:
+    """Add ``new`` with their ``scores`` to the candidates; the best ``slots`` of them (in
+    drawn order) join the population."""
+    for arch in new:
+        key = str(arch)
+        m = sampler.metrics(arch)
+        acc, loss = scores[key]
+        evaluated[key] = {"arch": key, "generation": state["generation"], "accuracy": acc, "loss": loss,
+                          "fitness": fitness_of(config, acc, m["score"], loss), **m}  # fmt: skip
+        state["candidates"].append(evaluated[key])
+    top = {c["arch"] for c in rank_candidates([evaluated[str(a)] for a in new])[:slots]}
+    return [str(a) for a in new if str(a) in top]
+
+
 def _generations(state, config, sampler, evaluator, rng, out, state_path, space, say, on_generation, signals,
                  cache=None) -> None:  # fmt: skip
     """The generation loop of :func:`search`, saving the state after each generation."""
     rank, _ = rank_world()
     evaluated = {c["arch"]: c for c in state["candidates"]}
-    seen = set(evaluated)
+    seen = set(evaluated) | set(state.get("screened", ()))
+    warm = _warm_start(state, config, space, cache)
     total = total_generations(config)
     while state["generation"] < total:
         g = state["generation"]
         t0 = time.perf_counter()
-        survivors, new = next_generation(state, evaluated, sampler, config, seen, rng)
-        scores, reused = _evaluate(new, evaluator, cache, sampler, config.holdout)
+        survivors, new, known, screened = _propose(state, evaluated, sampler, config, seen, rng, cache, warm, say)
+        scores, reused = _evaluate(new, evaluator, cache, sampler, config.holdout, known)
         state["reused"] = state.get("reused", 0) + reused
-        for arch in new:
-            key = str(arch)
-            m = sampler.metrics(arch)
-            acc, loss = scores[key]
-            evaluated[key] = {"arch": key, "generation": g, "accuracy": acc, "loss": loss,
-                              "fitness": fitness_of(config, acc, m["score"], loss), **m}  # fmt: skip
-            state["candidates"].append(evaluated[key])
-        state["population"] = survivors + [str(a) for a in new]
+        state["population"] = survivors + _record(state, evaluated, new, scores, sampler, config,
+                                                  config.population - len(survivors))  # fmt: skip
         stats, best_all = _generation_stats(state, evaluated, len(new), time.perf_counter() - t0)
+        stats.update(reused=reused, screened=screened)
         state["history"].append(stats)
         state["generation"] = g + 1
         state["rng"] = random_state_to_json(rng.getstate())
         if out is not None and rank == 0:
             save_state(state_path, state, config, space)
             write_candidates(out / "candidates.csv", state["candidates"])
-        stats["reused"] = reused
-        say(f"generation {g + 1}/{total}: {len(new) - reused} evaluated, {reused} from the store, in "
-            f"{stats['seconds']:.1f} s; population best "
-            f"{stats['best_fitness']:.4f} mean {stats['mean_fitness']:.4f}; best so far "
+        say(f"generation {g + 1}/{total}: {len(new) - reused} evaluated, {reused} from the store"
+            f"{f', {screened} screened out by the predictor' if screened else ''}, in {stats['seconds']:.1f} s; "
+            f"population best {stats['best_fitness']:.4f} mean {stats['mean_fitness']:.4f}; best so far "
             f"{best_all['arch']} acc {best_all['accuracy']:.4f}")  # fmt: skip
         if on_generation is not None:
             on_generation(g, stats)

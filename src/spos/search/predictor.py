@@ -107,20 +107,24 @@ def answer_budget(
 ) -> BudgetAnswer:
     """The best arch inside ``bounds``: the ``top_k`` predicted best of an in-budget pool are
     evaluated (``evaluate(list[Arch]) -> {arch: score}``), the stored ones (``known``: arch
-    string -> score) compete too. Raises :class:`SposError` when nothing lies inside."""
+    string -> score) compete too; ``top_k=0``: the best stored one. Raises :class:`SposError`
+    when nothing lies inside."""
     t0 = time.perf_counter()
     pricer = BatchPricer(space, latency)
     stored = arch_genes([Arch.parse(a, space.stage_depths) for a in known])
     scores = np.asarray(list(known.values()), dtype=float)
-    predictor = AccuracyPredictor(space).fit(stored, scores)
-    inside = pricer.inside(bounds, stored)
-    best_known = stored[inside][np.argsort(-scores[inside])[:50]]
-    rng = np.random.default_rng(seed)
-    cands = candidate_pool(space, pricer, bounds, best_known, rng, pool)
-    if not len(cands) and not inside.any():
-        raise SposError(f"no arch of this space lies inside the budget ({bounds}); loosen it")
-    fresh = [to_arch(g, space) for g in cands[np.argsort(-predictor.predict(cands), kind="stable")]]
-    fresh = [a for a in fresh if str(a) not in known][:top_k]
+    inside = pricer.inside(bounds, stored) if len(stored) else np.zeros(0, dtype=bool)
+    fresh: list[Arch] = []
+    cands = np.zeros((0, 2 * space.num_blocks), dtype=np.int64)
+    if top_k > 0:  # 0: the best stored arch inside the budget, no predictor, no evaluation
+        predictor = AccuracyPredictor(space).fit(stored, scores)
+        best_known = stored[inside][np.argsort(-scores[inside])[:50]]
+        cands = candidate_pool(space, pricer, bounds, best_known, np.random.default_rng(seed), pool)
+        order = np.argsort(-predictor.predict(cands), kind="stable") if len(cands) else []
+        fresh = [a for a in (to_arch(cands[i], space) for i in order) if str(a) not in known][:top_k]
+    if not fresh and not inside.any():
+        raise SposError(f"no arch of this space lies inside the budget ({bounds}) among {len(known)} stored and "
+                        f"{len(cands)} drawn ones; loosen it")  # fmt: skip
     results = dict(evaluate(fresh)) if fresh else {}
     results.update({a: float(s) for (a, s), ok in zip(known.items(), inside) if ok})
     best = max(results, key=lambda a: (results[a], a))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import tblog
@@ -89,7 +89,7 @@ def run_search(
     *,
     resume: bool = False,
     device: str = "auto",
-    latency_table: str | os.PathLike | None = None,
+    latency_table: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     command: str = "",
     log: Callable[[str], None] | None = print,
     tensorboard: bool = False,
@@ -98,7 +98,9 @@ def run_search(
     """Load a supernet file (``final.pt`` or a training ``checkpoint.pt``) and ``data``, search,
     and write the run folder (config.yaml, run.json, search_state.json, candidates.csv,
     best.json, pareto.json, fitness.png, pareto.png). Works under ``torchrun``. ``tensorboard``:
-    also log each generation's best and mean fitness to OUT/tensorboard.
+    also log each generation's best and mean fitness to OUT/tensorboard. ``latency_table``:
+    one file, or several for ``method: nsga2`` (each an objective; the first prices
+    ``max_latency_ms``).
 
     ``store``: the SQLite candidate store (:mod:`spos.store`) whose scores of this supernet file
     are reused and which gets every new one; True (default) means ``OUT/../spos-store.sqlite``
@@ -122,19 +124,19 @@ def _run_search(supernet_path, data, config, out_dir, resume, dev, rank, latency
     if arch is not None or not isinstance(model, SuperNet):
         raise SposError(f"{supernet_path} holds a subnet ({arch}); search needs a supernet file "
                         f"(final.pt of `spos train-supernet`)")  # fmt: skip
-    latency = None
-    if latency_table is not None:
-        try:
-            from ..cost.latency import LatencyTable
-        except ImportError:
-            raise SposError("latency tables are not available in this spos version; drop --latency-table") from None
-        latency = LatencyTable.load(latency_table)
-    elif config.max_latency_ms is not None:
+    tables = [latency_table] if isinstance(latency_table, (str, os.PathLike)) else list(latency_table or ())
+    if len(tables) > 1 and config.method != "nsga2":
+        raise SposError("several --latency-table files need --method nsga2 or --budget (one search prices one device)")
+    from ..cost.latency import LatencyTable
+
+    latencies = {str(p): LatencyTable.load(p) for p in tables}
+    latency = next(iter(latencies.values()), None)
+    if latency is None and config.max_latency_ms is not None:
         raise SposError("--max-latency-ms needs a latency table; pass --latency-table FILE")
     if rank == 0:
         check_writable(out_dir)
         write_run_info(out_dir, {"supernet": str(supernet_path), "data": data, "device": str(dev),
-                                 "latency_table": latency_table, "resume": resume, **config.to_dict()},
+                                 "latency_table": [str(t) for t in tables], "resume": resume, **config.to_dict()},
                        command)  # fmt: skip
     search_data = load_search_data(data, space, config, train_config).to(dev)
     from ..store import Store, beside, config_hash, file_hash
@@ -151,7 +153,7 @@ def _run_search(supernet_path, data, config, out_dir, resume, dev, rank, latency
     try:
         return search(model.to(dev), search_data, config, out_dir, resume=resume, latency=latency, log=log,
                       supernet_id=supernet_id, on_generation=on_generation, store=db,
-                      latency_id=None if latency_table is None else file_hash(latency_table))  # fmt: skip
+                      latency_id=file_hash(tables[0]) if tables else None, latencies=latencies)  # fmt: skip
     finally:
         if db is not None:
             db.close()

@@ -28,6 +28,9 @@ class SearchResult:
     pareto_macs: list[dict]
     pareto_params: list[dict]
     history: list[dict] = field(default_factory=list)
+    #: NSGA-II: the candidates no other beats on accuracy and every cost at once (MACs, params,
+    #: latency per table), best accuracy first; empty for the single-objective searches.
+    front: list[dict] = field(default_factory=list)
 
     @property
     def best(self) -> dict:
@@ -56,14 +59,16 @@ def load_state(path: Path, config: SearchConfig, space: SearchSpace) -> dict:
         raise SposError(f"{path} was written by another spos version; start a new search with another --out")
     if saved["space"] != space.to_dict():
         raise SposError(f"{path} belongs to a search of another supernet space; use another --out")
-    now = config.to_dict()
-    changed = sorted(k for k in now if k not in EXTENDABLE and saved["config"].get(k) != now[k])
+    now, default = config.to_dict(), SearchConfig().to_dict()
+    # Options added after a state was saved count as their defaults.
+    changed = sorted(k for k in now if k not in EXTENDABLE and saved["config"].get(k, default[k]) != now[k])
     if changed:
         was = ", ".join(f"{k}={saved['config'].get(k)!r}" for k in changed)
         raise SposError(f"cannot resume with changed options ({was} when saved); pass the same options "
                         f"or choose another --out")  # fmt: skip
     state = {k: saved[k] for k in ("generation", "population", "candidates", "history", "rng")}
-    for key in ("supernet", "reused"):  # the supernet file's hash, store reuse (older states: none)
+    # The supernet file's hash, store reuse, warm start and pre-screened archs (older states: none).
+    for key in ("supernet", "reused", "warm", "screened"):
         if key in saved:
             state[key] = saved[key]
     return state
@@ -88,6 +93,8 @@ def write_outputs(out: str | os.PathLike, result: SearchResult, config: SearchCo
     atomic_write_json(out / "best.json", {"best": result.best, "top": result.top, "method": config.method,
                                           "evaluated": len(result.candidates),
                                           "generations": len(result.history)})  # fmt: skip
-    atomic_write_json(out / "pareto.json", {"accuracy_vs_macs": result.pareto_macs,
-                                            "accuracy_vs_params": result.pareto_params})  # fmt: skip
+    fronts = {"accuracy_vs_macs": result.pareto_macs, "accuracy_vs_params": result.pareto_params}
+    if result.front:
+        fronts["front"] = result.front
+    atomic_write_json(out / "pareto.json", fronts)
     plot_search(out, result, config)

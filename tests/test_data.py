@@ -70,7 +70,7 @@ def test_builtin_resizes_to_input_size(fashion):
 def test_missing_builtin_says_how_to_fetch_it(tmp_path, monkeypatch):
     monkeypatch.setenv("SPOS_DATA", str(tmp_path / "nothing"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
+    monkeypatch.setattr(data.fashion, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
     with pytest.raises(SposError, match="spos data fetch") as e:
         data.dataset("builtin", "train", True)
     assert "\n" not in str(e.value)
@@ -80,7 +80,7 @@ def test_builtin_is_found_in_the_per_user_data_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("SPOS_DATA", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
+    monkeypatch.setattr(data.fashion, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
     assert data.user_data_dir() == tmp_path / "xdg" / "spos"
     write_fashion(tmp_path / "xdg" / "spos" / "fashion-mnist", n_train=20, n_val=10)
     assert data.fashion_mnist_dir() == tmp_path / "xdg" / "spos" / "fashion-mnist"
@@ -112,7 +112,7 @@ mkdir -p "$3" && cp -r {tree}/. "$3"
     for tool in ("apt-get", "dpkg-deb"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
+    monkeypatch.setattr(data.fashion, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
     return calls
 
 
@@ -147,7 +147,7 @@ def test_fetch_without_apt_get_says_what_to_do_in_one_line(tmp_path, monkeypatch
     from spos.cli import main
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
+    monkeypatch.setattr(data.fashion, "SYSTEM_FASHION_DIR", tmp_path / "no-system")
     assert main(["data", "fetch", "--dir", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("spos: error: apt-get not found") and "dataset-fashion-mnist" in err

@@ -1,12 +1,9 @@
-"""Datasets: ImageFolder trees with the SPEC §4 recipe, and the built-in Fashion-MNIST (SPEC §8).
+"""The built-in dataset: Fashion-MNIST (SPEC §8) from local IDX files, held in memory.
 
-``dataset(data, split, train)`` is the one entry point. ``data`` is ``"builtin"`` or the root of
-an ImageNet-style tree (``ROOT/train/CLASS/*.jpg``, ``ROOT/val/CLASS/*.jpg``).
-
-The built-in data stays in memory as one uint8 tensor and is normalised per batch:
+The data stays in memory as one uint8 tensor and is normalised per batch:
 :meth:`TensorImages.batch` gathers, flips and normalises a whole batch with tensor ops, so the
-trainer needs no DataLoader (and no PIL) for it. ImageFolder data goes through a DataLoader with
-:func:`collate_skipping`, which drops unreadable images (``on_error="skip"``) and counts them.
+trainer needs no DataLoader (and no PIL) for it. `spos data fetch` (:func:`fetch_fashion_mnist`)
+puts the files into the per-user data folder.
 """
 
 from __future__ import annotations
@@ -17,20 +14,18 @@ import os
 import shutil
 import subprocess
 import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
-from .errors import SposError
+from ..errors import SposError
 
-#: Fashion-MNIST statistics (SPEC §8) and the standard ImageNet RGB ones (SPEC §4).
+#: Fashion-MNIST statistics (SPEC §8).
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -38,10 +33,6 @@ FASHION_FILES = {
 #: Where Debian's dataset-fashion-mnist package puts the files (inside the .deb, and installed).
 PACKAGE_FASHION_DIR = "usr/share/datasets/fashion-mnist"
 SYSTEM_FASHION_DIR = Path("/") / PACKAGE_FASHION_DIR
-SPLITS = ("train", "val")
-
-
-# ---- the built-in dataset ------------------------------------------------------------------
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -238,158 +229,3 @@ def builtin(split: str, train: bool, input_size: int | None = None) -> TensorIma
     mtime = max((folder / f).stat().st_mtime for f in FASHION_FILES[split])
     images, labels = _load_fashion(str(folder), split, mtime)
     return TensorImages(images, labels, train, input_size)
-
-
-# ---- ImageFolder trees ---------------------------------------------------------------------
-
-
-def recipe_transform(train: bool, input_size: int = 224):
-    """SPEC §4: random-resized crop (0.08-1), flip, colour jitter 0.4; eval: resize 256, centre
-    crop 224 (both scaled to ``input_size``); ImageNet RGB normalisation."""
-    from torchvision import transforms as T
-
-    normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    if train:
-        return T.Compose([
-            T.RandomResizedCrop(input_size, scale=(0.08, 1.0)),
-            T.RandomHorizontalFlip(),
-            T.ColorJitter(0.4, 0.4, 0.4),
-            *normalize,
-        ])  # fmt: skip
-    return T.Compose([T.Resize(round(input_size * 256 / 224)), T.CenterCrop(input_size), *normalize])
-
-
-class ImageFolderData(Dataset):
-    """A torchvision ImageFolder whose unreadable images are reported by path.
-
-    ``on_error="fail"`` raises :class:`SposError` naming the file; ``"skip"`` warns once per file
-    and yields None, which :func:`collate_skipping` drops and counts.
-    """
-
-    def __init__(self, root: Path, transform, on_error: str = "skip") -> None:
-        from torchvision.datasets import ImageFolder
-
-        if on_error not in ("skip", "fail"):
-            raise SposError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-        if not root.is_dir():
-            raise SposError(f"image folder {root} does not exist; expected {root}/CLASS/IMAGE files")
-        try:
-            self.folder = ImageFolder(str(root), transform=transform)
-        except (FileNotFoundError, RuntimeError) as e:
-            raise SposError(
-                f"image folder {root} holds no images ({str(e).splitlines()[0]}); expected "
-                f"{root}/CLASS/IMAGE files"
-            ) from None
-        self.on_error = on_error
-        self.classes = self.folder.classes
-        self.num_classes = len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.folder)
-
-    def __getitem__(self, i: int):
-        path = self.folder.samples[i][0]
-        try:
-            return self.folder[i]
-        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for bad image files
-            if self.on_error == "fail":
-                raise SposError(
-                    f"unreadable image {path} ({type(e).__name__}: {e}); delete or replace it, "
-                    f"or use on_error: skip"
-                ) from None
-            warnings.warn(f"skipping unreadable image {path} ({type(e).__name__}: {e})", stacklevel=2)
-            return None
-
-
-def collate_skipping(items: list) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Stack the readable items of a batch; also return how many were skipped."""
-    good = [it for it in items if it is not None]
-    skipped = len(items) - len(good)
-    if not good:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), skipped
-    x = torch.stack([it[0] for it in good])
-    y = torch.as_tensor([it[1] for it in good], dtype=torch.long)
-    return x, y, skipped
-
-
-# ---- the public entry points ---------------------------------------------------------------
-
-
-def dataset(
-    data: str,
-    split: str,
-    train: bool,
-    input_size: int | None = None,
-    on_error: str = "skip",
-) -> Dataset:
-    """The ``split`` ("train" or "val") of ``data`` ("builtin" or an ImageFolder root).
-
-    ``train=True`` applies the training augmentation (builtin: flip only), ``False`` the eval
-    transform. Items are ``(normalised float C x H x W tensor, int label)``; ``input_size`` is in
-    pixels (default: the dataset's own, :func:`data_info`).
-    """
-    if split not in SPLITS:
-        raise SposError(f"split must be one of {SPLITS}, got {split!r}")
-    if data == "builtin":
-        return builtin(split, train, input_size)
-    root = Path(data)
-    if not root.is_dir():
-        raise SposError(f"data folder {root} does not exist; pass --data builtin or an ImageFolder root")
-    size = input_size or data_info(data)["input_size"]
-    return ImageFolderData(root / split, recipe_transform(train, size), on_error)
-
-
-def data_info(data: str) -> dict:
-    """Defaults a space needs for ``data``: ``num_classes``, ``input_channels``, ``input_size``."""
-    if data == "builtin":
-        return {"num_classes": 10, "input_channels": 1, "input_size": 28}
-    train = Path(data) / "train"
-    if not train.is_dir():
-        raise SposError(f"{data} has no train/ folder; expected {data}/train/CLASS/IMAGE files")
-    classes = [d for d in train.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if not classes:
-        raise SposError(f"{train} holds no class folders; expected {train}/CLASS/IMAGE files")
-    return {"num_classes": len(classes), "input_channels": 3, "input_size": 224}
-
-
-def holdout_split(n: int, size: int, seed: int) -> tuple[list[int], list[int]]:
-    """Split ``range(n)`` into (train indices, ``size`` holdout indices): seeded, disjoint, sorted."""
-    if not 0 <= size < n:
-        raise SposError(f"holdout size {size} must be between 0 and {n - 1} (the split has {n} images)")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(perm[size:]), sorted(perm[:size])
-
-
-def iter_batches(
-    ds: Dataset,
-    indices: Sequence[int],
-    batch_size: int = 256,
-    num_workers: int = 0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(images, labels)`` batches of ``ds[indices]`` in order; unreadable images dropped."""
-    indices = list(indices)
-    if isinstance(ds, TensorImages):
-        for i in range(0, len(indices), batch_size):
-            yield ds.batch(indices[i : i + batch_size])
-        return
-    loader = DataLoader(Subset(ds, indices), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=collate_skipping)  # fmt: skip
-    for x, y, _ in loader:
-        if len(y):
-            yield x, y
-
-
-def to_tensors(
-    ds: Dataset,
-    indices: Sequence[int],
-    batch_size: int = 256,
-    num_workers: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode ``ds[indices]`` once into ``(images N x C x H x W, labels N)`` on the CPU."""
-    xs, ys = [], []
-    for x, y in iter_batches(ds, indices, batch_size, num_workers):
-        xs.append(x)
-        ys.append(y)
-    if not xs:
-        raise SposError("no readable images among the requested indices")
-    return torch.cat(xs), torch.cat(ys)

@@ -51,27 +51,55 @@ def _sampling_figure(config: PipelineConfig, space, window_dict: dict | None, ou
 
 
 def write_report(config: PipelineConfig, summary: dict) -> None:
-    """``report.md`` with the figures it links to (all paths relative to the run folder)."""
+    """``report.md`` with the figures it links to (all paths relative to the run folder); a
+    multi-budget run (``summary["family"]``) gets the family table instead of one chosen arch."""
     from .train.config import build_space
     out = Path(config.out)
+    family = summary.get("family")
+    subnets = {r["folder"]: r["folder"] for r in family} if family else {"subnet": "subnet"}
     plot_training_curves({"supernet": out / "supernet" / "metrics.jsonl",
-                          "subnet": out / "subnet" / "metrics.jsonl"}, out / "training.png")  # fmt: skip
+                          **{name: out / folder / "metrics.jsonl" for name, folder in subnets.items()}},
+                         out / "training.png")  # fmt: skip
     sup_cfg = config.supernet_config()
     space, _ = build_space(sup_cfg)
     coverage = _sampling_figure(config, space, sup_cfg.window, out, sup_cfg.latency_table)
-    s = summary
-    rows = "\n".join(
-        f"| {i + 1} | `{c['arch']}` | {100 * c['accuracy']:.2f} | {c['macs'] / 1e6:.2f} | "
-        f"{c['params'] / 1e6:.3f} | {c['score']:.4f} |"
-        for i, c in enumerate(s["search_top"])
-    )
     cov = ", ".join(f"{k} {v:.0%}" for k, v in (coverage or {}).items())
+    body, figures = (_family_section(summary), _FAMILY_FIGURES) if family else (_chosen_section(summary), _SEARCH_FIGURES)
     text = f"""# spos pipeline report
 
 Data: `{config.data}`. Run folder: `{out}`. Reproduce with `config.yaml` and `run.json`
 (spos version, git revision) in this folder and in each stage folder.
 
-## Chosen architecture
+{body}
+## Figures
+
+- Sampling distribution of the supernet samplers (coverage of the window: {cov or "n/a"}):
+  ![sampling](sampling.png)
+{figures}- Training curves (supernet paths and {"every subnet" if family else "the subnet"}): ![training](training.png)
+
+## Time per stage (seconds)
+
+{", ".join(f"{k}: {v:.0f}" for k, v in summary['seconds'].items())}
+"""
+    atomic_write_text(out / "report.md", text)
+
+
+_SEARCH_FIGURES = """- Search progress: ![fitness](search/fitness.png)
+- Pareto front, accuracy vs MACs and params: ![pareto](search/pareto.png)
+"""
+_FAMILY_FIGURES = """- The pool of supernet scores, its front and every budget's winner (stars):
+  ![family](search/family.png)
+"""
+
+
+def _chosen_section(s: dict) -> str:
+    """One budget: the chosen arch and the search's top candidates."""
+    rows = "\n".join(
+        f"| {i + 1} | `{c['arch']}` | {100 * c['accuracy']:.2f} | {c['macs'] / 1e6:.2f} | "
+        f"{c['params'] / 1e6:.3f} | {c['score']:.4f} |"
+        for i, c in enumerate(s["search_top"])
+    )
+    return f"""## Chosen architecture
 
 `{s['arch']}`
 
@@ -90,17 +118,26 @@ Data: `{config.data}`. Run folder: `{out}`. Reproduce with `config.yaml` and `ru
 | rank | arch | held-out top-1 (%) | MACs (M) | params (M) | Σ score |
 |---|---|---|---|---|---|
 {rows}
-
-## Figures
-
-- Sampling distribution of the supernet samplers (coverage of the window: {cov or "n/a"}):
-  ![sampling](sampling.png)
-- Search progress: ![fitness](search/fitness.png)
-- Pareto front, accuracy vs MACs and params: ![pareto](search/pareto.png)
-- Training curves (supernet paths and the subnet): ![training](training.png)
-
-## Time per stage (seconds)
-
-{", ".join(f"{k}: {v:.0f}" for k, v in s['seconds'].items())}
 """
-    atomic_write_text(out / "report.md", text)
+
+
+def _family_section(s: dict) -> str:
+    """Several budgets: budget -> winner, its costs, supernet score and stand-alone accuracy."""
+    devices = sorted({d for r in s["family"] for d in (r.get("latency_ms") or {})})
+    head = "| budget (M MACs) | arch | MACs (M) | params (M) | " + "".join(f"{Path(d).stem} (ms) | " for d in devices)
+    head += "supernet score, held-out top-1 (%) | stand-alone test top-1 (%) |"
+    rows = [head, "|" + "---|" * (6 + len(devices))]
+    for r in s["family"]:
+        lat = "".join(f"{r['latency_ms'][d]:.3f} | " for d in devices)
+        alone = "not trained yet" if r["standalone_test_acc"] is None else f"**{100 * r['standalone_test_acc']:.2f}**"
+        rows.append(f"| {r['budget_macs'] / 1e6:g} | `{r['arch']}` | {r['macs'] / 1e6:.3f} | {r['params'] / 1e6:.3f} | "
+                    f"{lat}{100 * (r['accuracy'] if r.get('accuracy') is not None else r['score']):.2f} | {alone} |")  # fmt: skip
+    fill = s.get("fill") or {}
+    pool = f"{s['pool']} supernet scores in the store" + (f", {fill['evaluated']} of them by this run's pool search"
+                                                           if fill else "")  # fmt: skip
+    return f"""## The family: one winner per budget, each trained from scratch
+
+From one pool of {pool}; each winner trained in its own folder (`subnet-<budget>/`).
+
+{chr(10).join(rows)}
+"""

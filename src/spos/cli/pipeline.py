@@ -7,9 +7,11 @@ import sys
 
 from ..configs import DEFAULT_PIPELINE, load_config
 from ..errors import SposError
+from ..runtime import parse_amount
 
 EXAMPLES = """examples:
   spos pipeline --out runs/demo --resume          # the fashion-mnist preset on the built-in data
+  spos pipeline --out runs/demo --resume --budget macs=0.9M,1.2M   # a winner per budget, each trained
   torchrun --nproc_per_node=8 -m spos pipeline --config imagenet --data /data/imagenet --resume
 """
 
@@ -30,8 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--data FOLDER)")  # fmt: skip
     p.add_argument("--data", help="'builtin' (Fashion-MNIST) or an ImageFolder root with train/ and val/ "
                    "(default: the config's)")  # fmt: skip
-    p.add_argument("--budget-macs", type=float,
-                   help="MACs per image the searched arch may use, e.g. 3e6 (default: the config's)")
+    p.add_argument("--budget-macs", metavar="MACS[,MACS...]",
+                   help="MACs per image the searched arch may use, e.g. 3e6 or 1.2M; several (0.9M,1.2M) search them "
+                   "as one family and train every winner (default: the config's)")  # fmt: skip
+    p.add_argument("--budget", metavar="macs=V1,V2,...",
+                   help="the same budgets in the grammar of `spos search --budget` (MACs only here)")
     p.add_argument("--out", help="run folder (default: the config's, runs/pipeline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (default: the config's, else auto)")
@@ -50,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     data = args.data
     values = load_config(args.config or DEFAULT_PIPELINE["builtin" if data in (None, "builtin") else "folder"])
-    overrides = {"data": data, "budget_macs": args.budget_macs, "out": args.out, "device": args.device,
-                 "seed": args.seed}  # fmt: skip
+    overrides = {"data": data, "budget_macs": budget_macs(args.budget_macs, args.budget), "out": args.out,
+                 "device": args.device, "seed": args.seed}  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     for item in args.set:
         apply_override(values, item)
@@ -62,6 +67,25 @@ def run(args: argparse.Namespace) -> int:
     config = PipelineConfig.from_dict(values)
     run_pipeline(config, resume=args.resume, command=" ".join(["spos", *sys.argv[1:]]))
     return 0
+
+
+def budget_macs(text: str | None, spec: str | None) -> float | list[float] | None:
+    """``--budget-macs 0.9M,1.2M`` or ``--budget macs=0.9M,1.2M`` as budget_macs (None: neither)."""
+    if text is not None and spec is not None:
+        raise SposError("pass --budget-macs or --budget, not both")
+    if spec is not None:
+        key, sep, text = spec.partition("=")
+        if key != "macs" or not sep:
+            raise SposError(f"--budget {spec!r}: the pipeline takes MACs budgets, e.g. --budget macs=0.9M,1.2M")
+    if text is None:
+        return None
+    try:
+        values = [parse_amount(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SposError(f"budget {text!r}: expected numbers such as 0.9M,1.2M or 3e6") from None
+    if not values:
+        raise SposError("--budget-macs needs a number, e.g. 1.2M or 0.9M,1.2M")
+    return values[0] if len(values) == 1 else values
 
 
 def apply_override(values: dict, item: str) -> None:

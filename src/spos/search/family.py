@@ -180,6 +180,7 @@ class _Pool:
         rows = [r for r in self.store.candidates(self.supernet_id)
                 if r["settings_hash"] == self.settings and r["loss"] is not None]  # fmt: skip
         self.known = {r["arch"]: (-r["loss"] if self.config.fitness == "loss" else r["accuracy"]) for r in rows}
+        self.accuracy = {r["arch"]: r["accuracy"] for r in rows}
 
     def evaluate(self, archs: list[Arch]) -> dict[str, float]:
         from .evolution import fitness_of
@@ -195,6 +196,7 @@ class _Pool:
                          "macs": c.macs, "params": c.params})  # fmt: skip
         self.store.put_scores(self.supernet_id, self.settings, rows)
         self.known.update(out)
+        self.accuracy.update({r["arch"]: r["accuracy"] for r in rows})
         return out
 
 
@@ -258,10 +260,11 @@ class _Family:
         c = cost_table(pool.space)(arch)
         return {"budget": str(budget), "device": budget.device, "arch": str(arch), "macs": c.macs, "params": c.params,
                 "latency_ms": {name: float(t.predict(arch)) for name, t in self.tables.items()},
-                "score": float(score), "evaluated": int(evaluated), "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+                "score": float(score), "accuracy": pool.accuracy.get(str(arch)), "evaluated": int(evaluated),
+                "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
 
 
-FAMILY_FIELDS = ("budget", "arch", "macs", "params", "latency_ms", "score", "evaluated", "seconds")
+FAMILY_FIELDS = ("budget", "arch", "macs", "params", "latency_ms", "score", "accuracy", "evaluated", "seconds")
 
 
 def write_family(out: Path, summary: dict, pool: _Pool) -> None:

@@ -171,7 +171,7 @@ def main() -> None:
         print(f"spos data pack (short side {args.short_side}): {len(files) / (time.process_time() - cpu):.0f} img/s/core")
         tree = str(Path(tmp) / "tree")
         packed = str(Path(tmp) / "packed")
-        # Items in file order for the tree paths; the packed shards hold the same images, shuffled.
+        # Item i is the same image on every path (a packed folder reads in its tree's order).
         paths = {
             "pil": by_index(dataset(tree, "train", True, s, decoder="pil")),
             "pil-draft": by_path(pil_draft(s), files),

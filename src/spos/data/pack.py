@@ -3,7 +3,9 @@
 ``spos data pack SRC DEST`` (:func:`pack`) writes, for each split of ``SRC/{train,val}/CLASS/IMAGE``::
 
     DEST/train-000000.tar   KEY.jpg (RGB JPEG, short side at most short_side) + KEY.cls (label)
-    DEST/index.json         classes, per-class counts, and each shard's byte offsets
+    DEST/index.json         classes, per-class counts, and each shard's keys and byte offsets
+
+KEY is the image's place in the source split in torchvision ImageFolder's order (8 digits).
 
 A shard is a plain POSIX tar in WebDataset's naming convention (files of one sample share a
 key), so multi-node users can stream it as it is, e.g. ``webdataset.WebDataset(urls)
@@ -13,8 +15,9 @@ package would be a dependency for what is a tar file with a naming convention, a
 datasets fit neither the trainer's index-based batches nor its exact resume.
 
 :class:`PackedData` reads a packed folder map-style through the offsets in the index (one
-seek and read per image, no tar parsing), so the trainer's sampler, holdout split and DDP
-sharding apply unchanged. Pre-resizing is the speed-up: JPEG decoding costs about its pixel
+seek and read per image, no tar parsing), in key order, so the trainer's sampler, holdout split
+and DDP sharding apply unchanged, and item i is item i of the source tree (as long as no
+unreadable image was left out). Pre-resizing is the speed-up: JPEG decoding costs about its pixel
 count, and a 500 x 375 ImageNet photo at short side 256 has half of them. The eval transform
 (resize to 256, centre crop 224) is unchanged by it; the random-resized crop keeps its area and
 aspect distribution, sampled from the smaller image.
@@ -78,9 +81,9 @@ def pack(
     dest = Path(dest)
     _claim(dest, {"short_side": short_side, "quality": quality, "shard_size": shard_size,
                   "seed": SHUFFLE_SEED, "images": {s: len(v) for s, v in samples.items()}})  # fmt: skip
-    jobs = [(dest / f"{split}-{i // shard_size:06d}.tar", split, i, items[i : i + shard_size])
+    jobs = [(dest / f"{split}-{i // shard_size:06d}.tar", split, items[i : i + shard_size])
             for split, items in samples.items() for i in range(0, len(items), shard_size)]  # fmt: skip
-    todo = [(path, first, items, short_side, quality) for path, _, first, items in jobs if not path.exists()]
+    todo = [(path, items, short_side, quality) for path, _, items in jobs if not path.exists()]
     _write_shards(todo, workers, log)
     index = _index(jobs, classes, short_side, quality)
     with _atomic(dest / INDEX) as f:
@@ -101,17 +104,17 @@ def _write_shards(todo: list[tuple], workers: int, log: Callable[[str], None]) -
 
 
 def _log_shards(todo: list[tuple], skipped: Iterable[int], log: Callable[[str], None]) -> None:
-    for (path, _, items, _, _), bad in zip(todo, skipped):
+    for (path, items, _, _), bad in zip(todo, skipped):
         log(f"{path.name}: {len(items) - bad} images" + (f", {bad} unreadable left out" if bad else ""))
 
 
 def _index(jobs: list[tuple], classes: list[str], short_side: int, quality: int) -> dict:
-    """The index of the finished shards of ``jobs`` (``(path, split, first key, items)``)."""
+    """The index of the finished shards of ``jobs`` (``(path, split, items)``)."""
     index = {"format": FORMAT, "version": VERSION, "short_side": short_side, "quality": quality,
              "classes": classes, "splits": {}}  # fmt: skip
-    for path, split, first, items in jobs:
+    for path, split, items in jobs:
         part = index["splits"].setdefault(split, {"count": 0, "class_counts": dict.fromkeys(classes, 0), "shards": []})
-        shard = _shard_entry(path, first, [label for _, label in items])
+        shard = _shard_entry(path, {key: label for _, label, key in items})
         part["shards"].append(shard)
         part["count"] += shard["count"]
         for label in shard["labels"]:
@@ -119,8 +122,9 @@ def _index(jobs: list[tuple], classes: list[str], short_side: int, quality: int)
     return index
 
 
-def _scan(src: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
-    """The class names (over all splits) and each split's ``(path, label)`` list, shuffled."""
+def _scan(src: Path) -> tuple[list[str], dict[str, list[tuple[str, int, int]]]]:
+    """The class names (over all splits) and each split's ``(path, label, key)`` list, shuffled;
+    the key is the image's place in torchvision ImageFolder's order of the split."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
     if not src.is_dir():
@@ -135,8 +139,8 @@ def _scan(src: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
     for split in splits:
         found = make_dataset(str(src / split), dict(zip(classes, range(len(classes)))), IMG_EXTENSIONS, allow_empty=True)
         if found:
-            random.Random(SHUFFLE_SEED).shuffle(found)
-            samples[split] = found
+            samples[split] = [(path, label, key) for key, (path, label) in enumerate(found)]
+            random.Random(SHUFFLE_SEED).shuffle(samples[split])
     if not samples:
         raise SposError(f"source folder {src} holds no images; expected {src}/train/CLASS/IMAGE files")
     return classes, samples
@@ -173,13 +177,13 @@ def _atomic(path: Path) -> Iterator[BinaryIO]:
     os.replace(tmp, path)
 
 
-def _write_shard(path: Path, first: int, items: list[tuple[str, int]], short_side: int, quality: int) -> int:
-    """Write ``items`` (keys ``first``, ``first + 1``, ...) as the tar ``path`` through a
-    temporary file and a rename; return how many were unreadable and left out."""
+def _write_shard(path: Path, items: list[tuple[str, int, int]], short_side: int, quality: int) -> int:
+    """Write ``items`` (image path, label, key) as the tar ``path`` through a temporary file and
+    a rename; return how many were unreadable and left out."""
     skipped = 0
     with _atomic(path) as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for key, (image, label) in enumerate(items, first):
+            for image, label, key in items:
                 try:
                     jpeg = _jpeg(image, short_side, quality)
                 except UNREADABLE as e:
@@ -214,18 +218,19 @@ def _jpeg(image: str, short_side: int, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _shard_entry(path: Path, first: int, labels: list[int]) -> dict:
+def _shard_entry(path: Path, labels: dict[int, int]) -> dict:
     """The index entry of shard ``path``: image offsets and sizes read from its tar headers,
-    labels by key from ``labels`` (the shard's items, key ``first`` on)."""
-    entry = {"name": path.name, "count": 0, "offsets": [], "sizes": [], "labels": []}
+    keys, and labels by key from ``labels``."""
+    entry = {"name": path.name, "count": 0, "keys": [], "offsets": [], "sizes": [], "labels": []}
     try:
         with tarfile.open(path) as tar:
             for m in tar:
                 if m.name.endswith(".jpg"):
                     entry["offsets"].append(m.offset_data)
                     entry["sizes"].append(m.size)
-                    entry["labels"].append(labels[int(m.name[:-4]) - first])
-    except (OSError, tarfile.TarError, ValueError, IndexError) as e:
+                    entry["keys"].append(int(m.name[:-4]))
+                    entry["labels"].append(labels[entry["keys"][-1]])
+    except (OSError, tarfile.TarError, ValueError, KeyError) as e:
         raise SposError(f"shard {path} is damaged ({e}); delete it and pack again") from None
     entry["count"] = len(entry["offsets"])
     return entry
@@ -269,11 +274,14 @@ class PackedData(Dataset):
         missing = [p.name for p in self.paths if not p.is_file()]
         if missing:
             raise SposError(f"packed folder {root} lacks {len(missing)} shard(s), e.g. {missing[0]}; run `spos data pack` again")
+        # Items in key order, i.e. the source ImageFolder's: index i is the same image in the tree
+        # and in its packed copy, so a holdout split by index holds out the same images in both.
         # numpy arrays, not lists: DataLoader workers then share them without copy-on-write.
-        self.shard = np.repeat(np.arange(len(shards), dtype=np.int32), [s["count"] for s in shards])
-        self.offsets = np.array([o for s in shards for o in s["offsets"]], dtype=np.int64)
-        self.sizes = np.array([n for s in shards for n in s["sizes"]], dtype=np.int64)
-        self.labels = np.array([y for s in shards for y in s["labels"]], dtype=np.int64)
+        order = np.argsort(np.array([k for s in shards for k in s["keys"]], dtype=np.int64), kind="stable")
+        self.shard = np.repeat(np.arange(len(shards), dtype=np.int32), [s["count"] for s in shards])[order]
+        self.offsets = np.array([o for s in shards for o in s["offsets"]], dtype=np.int64)[order]
+        self.sizes = np.array([n for s in shards for n in s["sizes"]], dtype=np.int64)[order]
+        self.labels = np.array([y for s in shards for y in s["labels"]], dtype=np.int64)[order]
         self.transform, self.load, self.on_error = transform, load or decode, on_error
         self.classes = index["classes"]
         self.num_classes = len(self.classes)

@@ -81,18 +81,34 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            for table, columns in _ADDED.items():
-                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                for name, kind in columns:
-                    if name not in have:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            self._set_up(deadline=time.monotonic() + 120)
         except (sqlite3.DatabaseError, OSError) as e:
             raise SposError(f"cannot open the store {self.path}: {e}; pass another --store") from None
         self.hits = {"standalone": 0, "supernet_score": 0}
         self.misses = {"standalone": 0, "supernet_score": 0}
+
+    def _set_up(self, deadline: float) -> None:
+        """WAL journal, schema and added columns. Switching a new file to WAL takes a lock that
+        SQLite's busy handler does not wait for, so processes opening one new store at once
+        (torchrun ranks) retry here until ``deadline``."""
+        delay = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                for table, columns in _ADDED.items():
+                    have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                    for name, kind in columns:
+                        if name not in have:
+                            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                return
+            except sqlite3.OperationalError as e:
+                busy = any(w in str(e) for w in ("locked", "busy", "duplicate column"))  # a racing opener added it
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.5)
 
     def close(self) -> None:
         self._db.close()

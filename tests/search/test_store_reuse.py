@@ -32,6 +32,32 @@ def test_store_round_trip_keeps_every_field(tmp_path):
         assert (store.hits["supernet_score"], store.misses["supernet_score"]) == (1, 1)
 
 
+def _open_and_write(path: str, i: int, barrier) -> None:
+    barrier.wait()  # every process ready: open the new file at the same moment
+    with Store(path) as store:
+        store.put_scores("net", "set", [{"arch": f"0-0-00-{i}:2-2-22-2", "accuracy": 0.5}])
+
+
+def test_processes_opening_one_new_store_at_once_all_get_in(tmp_path):
+    # torchrun ranks open one new store at once. Without the set-up retry, one in four rounds
+    # failed here ("duplicate column name" from two openers adding a column, or "database is
+    # locked" from a WAL snapshot that another opener's schema change made stale).
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")  # cheap, so that the openers really race
+    for r in range(12):
+        path = str(tmp_path / f"new{r}.sqlite")
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_open_and_write, args=(path, i, barrier)) for i in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0] * 4, f"round {r}"
+        with Store(path) as store:
+            assert len(store.candidates("net")) == 4
+
+
 def test_a_repeated_search_evaluates_nothing_and_an_overlapping_one_reuses(tmp_path, supernet, data, counted,
                                                                             macs_cap):  # fmt: skip
     cfg = SearchConfig(max_macs=macs_cap(0.6), **CONFIG)

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MACs per image the searched arch may use, e.g. 3e6 or 1.2M; several (0.9M,1.2M) search them "
                    "as one family and train every winner (default: the config's)")  # fmt: skip
     p.add_argument("--budget", metavar="macs=V1,V2,...",
-                   help="the same budgets in the grammar of `spos search --budget` (MACs only here)")
+                   help="the same budgets in the grammar of `spos search --budget` (MACs only here; default: --max-macs)")
     p.add_argument("--out", help="run folder (default: the config's, runs/pipeline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (default: the config's, else auto)")

@@ -19,12 +19,8 @@ _RUN_DEFAULTS = {"supernet": None, "data": "builtin", "out": "runs/search", "dev
                  "screen_top_k": 10}  # fmt: skip
 EXAMPLES = """examples:
   spos search --supernet runs/supernet/final.pt --max-macs 330M --out runs/search
-  spos search --supernet runs/demo/supernet/final.pt --method random --candidates 200 --fitness loss
   spos search --supernet runs/demo/supernet/final.pt --budget macs=0.9M,1.0M,1.2M --out runs/family
-  spos search --supernet runs/demo/supernet/final.pt --method nsga2 --latency-table phone.json \
-      --latency-table server.json --out runs/front
-  spos search --supernet runs/demo/supernet/final.pt --budget latency@phone=2,3 --budget latency@server=0.5 \
-      --latency-table phone.json --latency-table server.json --out runs/devices
+  spos search --supernet runs/demo/supernet/final.pt --method nsga2 --latency-table phone.json --out runs/front
 """
 
 

@@ -12,6 +12,7 @@ from spos import zoo
 from spos.cost.counting import count, count_micronet, num_params, sigma_score
 from spos.cost.table import cost_table
 from spos.genes import largest, sample, smallest
+from spos.nn import ops
 from spos.nn.supernet import SubNet, SuperNet, make_classifier, make_head, make_stem
 from spos.space import SearchSpace
 
@@ -81,10 +82,14 @@ def torch_macs(model: nn.Module, size: int, channels: int = 3) -> int:
     hooks += [m.register_forward_hook(lambda m, i, o: extra.append(i[0][0].numel()))
               for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]  # fmt: skip
     device = next(model.parameters()).device
+    # The CPU fast paths skip kernel taps that only ever see padding (7x7 on a 2x2 map): torch
+    # then runs fewer MACs than the model's ops, which the SPEC convention counts in full.
+    fast, ops.FAST_PATHS = ops.FAST_PATHS, False
     try:
         with FlopCounterMode(display=False) as flops, torch.no_grad():
             model.eval()(torch.zeros(1, channels, size, size, device=device))
     finally:
+        ops.FAST_PATHS = fast
         for h in hooks:
             h.remove()
     total = flops.get_total_flops()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..space import BLOCK_KERNELS
-from .ops import SqueezeExcite, activation, channel_split, is_channels_last
+from .ops import Conv2d, SqueezeExcite, activation, channel_split, conv2d, is_channels_last
 
 #: In channels_last on CPU, sliced main branches run at widths rounded up to a multiple of this.
 #: oneDNN's depthwise convs and ATen's batch norm work on whole 16-float vectors there; a width
@@ -30,7 +30,7 @@ CHANNEL_ALIGN = 16
 
 def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> list[nn.Module]:
     return [
-        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
     ]
 
@@ -134,7 +134,7 @@ class ChoiceBlock(nn.Module):
                     if is_mid and mask is not None:
                         w = w * mask
                     is_mid = m is not last_conv
-                y = F.conv2d(y, w, None, m.stride, m.padding, 1, groups)
+                y = conv2d(y, w, None, m.stride[0], m.padding[0], groups)
                 c = y.shape[1]
             elif isinstance(m, nn.BatchNorm2d):
                 y = _sliced_batch_norm(m, y, c, keep=mid if is_mid else c)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,9 +32,9 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         hidden = make_divisible(channels // 4, 8)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, hidden, 1, bias=True)
+        self.reduce = Conv2d(channels, hidden, 1, bias=True)
         self.relu = nn.ReLU(inplace=True)
-        self.expand = nn.Conv2d(hidden, channels, 1, bias=True)
+        self.expand = Conv2d(hidden, channels, 1, bias=True)
         self.gate = nn.Hardsigmoid(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,3 +125,123 @@ class ShuffleSplitConv(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = nn.functional.conv2d(x, self.weight)
         return y[:, : self.half], y[:, self.half :]
+
+
+#: Pointwise convs on maps of at most this many pixels run as one GEMM (``F.linear``) on CPU.
+#: oneDNN's 1x1 convolution backward on tiny maps (the small preset's 4x4 .. 1x1 stages and
+#: its 1x1 head conv) is 1.3-2.4x slower than MKL's GEMM; from 7x7 up the conv is as fast.
+LINEAR_MAX_PIXELS = 16
+
+#: False routes :func:`conv2d` to plain ``F.conv2d`` everywhere (for benchmarks and debugging).
+FAST_PATHS = True
+
+
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding, 1, groups)`` with two exact CPU fast paths.
+
+    Depthwise convs go through :func:`depthwise_conv2d` (kernel cropped to the taps that can
+    reach the map, and a weight gradient that does not take oneDNN's slow path); pointwise convs
+    on tiny channels_last or 1x1 maps are one GEMM. Elsewhere, on other devices and while
+    tracing or exporting, it is ``F.conv2d``.
+    """
+    traced = isinstance(x, torch.fx.Proxy) or _tracing()
+    if FAST_PATHS and not traced and x.device.type == "cpu" and x.dim() == 4:
+        if groups > 1 and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1:
+            return depthwise_conv2d(x, weight, bias, stride, padding)
+        if (groups == 1 and weight.shape[-2:] == (1, 1) and stride == 1 and padding == 0
+                and x.shape[2] * x.shape[3] <= LINEAR_MAX_PIXELS
+                and (is_channels_last(x) or x.shape[2] * x.shape[3] == 1)):  # fmt: skip
+            y = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias)
+            return y.permute(0, 3, 1, 2)  # channels_last strides: the layout oneDNN would give
+    return F.conv2d(x, weight, bias, stride, padding, 1, groups)
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, state_dict and hooks) whose forward is :func:`conv2d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        square = self.stride[0] == self.stride[1] and self.padding[0] == self.padding[1]
+        if not square or self.dilation != (1, 1) or self.padding_mode != "zeros":
+            return super().forward(x)
+        return conv2d(x, self.weight, self.bias, self.stride[0], self.padding[0], self.groups)
+
+
+def used_taps(size: int, k: int, stride: int, padding: int) -> tuple[int, int]:
+    """First and last kernel tap (along one axis) that ever reads a real pixel of a map of
+    ``size`` pixels; the others only ever see zero padding (a 7x7 kernel on a 2x2 map)."""
+    out = (size + 2 * padding - k) // stride + 1
+    return max(0, padding - stride * (out - 1)), min(k - 1, padding + size - 1)
+
+
+def depthwise_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int
+) -> torch.Tensor:
+    """A depthwise conv equal to ``F.conv2d(..., groups=C)``, computed with the kernel cropped
+    to its :func:`used_taps` (exact: the dropped taps multiply zero padding and get zero
+    gradient) and, when the cropped kernel is still larger than the map, the weight gradient
+    of :class:`_DepthwiseTaps` instead of oneDNN's (10-50x slower there).
+    """
+    (kh, kw), (h, w) = weight.shape[-2:], x.shape[-2:]
+    (top, bottom), (left, right) = used_taps(h, kh, stride, padding), used_taps(w, kw, stride, padding)
+    out_h, out_w = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    pads = [padding - left, stride * (out_w - 1) + right - padding - (w - 1),
+            padding - top, stride * (out_h - 1) + bottom - padding - (h - 1)]  # fmt: skip
+    weight = weight[:, :, top : bottom + 1, left : right + 1]
+    if pads[0] == pads[2] >= max(pads[1], pads[3]):
+        pad = pads[0]  # symmetric padding; surplus rows and columns at the end are cut below
+    else:
+        layout = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        x, pad = F.pad(x, [max(p, 0) for p in pads]).contiguous(memory_format=layout), 0
+    if (bottom - top >= h or right - left >= w) and torch.is_grad_enabled() and weight.requires_grad:
+        y = _DepthwiseTaps.apply(x, weight, stride, pad)
+    else:
+        y = F.conv2d(x, weight, None, stride, pad, 1, x.shape[1])
+    if bias is not None:
+        y = y + bias.view(1, -1, 1, 1)
+    return y if y.shape[-2:] == (out_h, out_w) else y[:, :, :out_h, :out_w]
+
+
+class _DepthwiseTaps(torch.autograd.Function):
+    """Depthwise conv whose weight gradient is one multiply-and-sum per kernel tap.
+
+    oneDNN computes a depthwise weight gradient on a map smaller than the kernel through a
+    generic grouped-conv or GEMM path that does 16x the work (35 ms where the forward takes
+    1 ms, for [128, 160, 2, 2] with a 5x5 kernel); per tap it is a dot product per channel.
+    """
+
+    generate_vmap_rule = True  # torch.func (per-sample gradients)
+
+    @staticmethod
+    def forward(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+        return F.conv2d(x, weight, None, stride, padding, 1, x.shape[1])
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
+        x, weight, ctx.stride, ctx.padding = inputs
+        ctx.save_for_backward(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        s, p = ctx.stride, ctx.padding
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0], x.shape[1],
+                [True, False, False],
+            )[0]  # fmt: skip
+        xp = F.pad(x, (p, p, p, p)) if p else x
+        (kh, kw), (oh, ow) = weight.shape[-2:], grad.shape[-2:]
+        taps = [
+            (xp[:, :, i : i + s * (oh - 1) + 1 : s, j : j + s * (ow - 1) + 1 : s] * grad).sum((0, 2, 3))
+            for i in range(kh)
+            for j in range(kw)
+        ]  # out of place, so that torch.func.vmap can batch it
+        return grad_x, torch.stack(taps, 1).view(weight.shape), None, None

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..space import BLOCK_NAMES, Arch, SearchSpace, mid_channels
 from .blocks import ChoiceBlock, conv_bn
-from .ops import activation
+from .ops import Conv2d, activation
 
 
 def _outer_act(space: SearchSpace) -> str:
@@ -30,7 +30,7 @@ def make_head(space: SearchSpace) -> nn.Sequential:
     """Original head (1x1 conv -> BN -> act -> GAP) or MobileNetV3's (GAP -> 1x1 conv+bias -> act)."""
     cin, cout, act = space.stage_channels[-1], space.last_channels, _outer_act(space)
     if space.last_conv_after_pooling:
-        layers = [nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=True), activation(act)]
+        layers = [nn.AdaptiveAvgPool2d(1), Conv2d(cin, cout, 1, bias=True), activation(act)]
     else:
         layers = [*conv_bn(cin, cout), activation(act), nn.AdaptiveAvgPool2d(1)]
     return nn.Sequential(*layers, nn.Flatten(1))

@@ -129,8 +129,9 @@ def git_revision() -> str:
         return "unknown"
 
 
-def write_run_info(out_dir: str | os.PathLike, config: dict, command: str) -> None:
-    """Record what is needed to reproduce a run: resolved config, spos version, git revision."""
+def write_run_info(out_dir: str | os.PathLike, config: dict, command: str, extra: dict | None = None) -> None:
+    """Record what is needed to reproduce a run: resolved config, spos version, git revision
+    (and ``extra``, facts the run resolved on its host)."""
     out = Path(out_dir)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(plain_config(config), sort_keys=False))
     info = {
@@ -138,6 +139,7 @@ def write_run_info(out_dir: str | os.PathLike, config: dict, command: str) -> No
         "spos_version": __version__,
         "git_revision": git_revision(),
         "torch_version": torch.__version__,
+        **(extra or {}),
     }
     atomic_write_json(out / "run.json", info)
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from idx_fixtures import TINY_SPACE, write_fashion
+from idx_fixtures import TINY_SPACE
 
 from spos.cli import main
 from spos.errors import SposError
@@ -20,13 +20,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture
-def fashion(tmp_path, monkeypatch):
-    folder = write_fashion(tmp_path / "fm", n_train=256, n_val=96)
-    monkeypatch.setenv("SPOS_DATA", str(folder))
-    return folder
 
 
 def tiny_config(tmp_path, **kw) -> TrainConfig:

@@ -57,7 +57,12 @@ class TrainConfig:
     schedule: str = "cosine"  # after warm-up: "cosine" (per step, to 0) or "constant"
     grad_clip: float | None = None  # max global gradient L2 norm
     amp: str = "auto"  # CUDA only: "auto" (bf16 where supported), "bf16", "fp16", "none"
-    channels_last: bool = True  # NHWC weights and activations: faster convs on CPU and GPU
+    # NHWC weights and activations (true), NCHW (false), or "auto": a few timed steps of each on
+    # this host at start-up pick the faster (spos.train.layout; the rates go into run.json, a
+    # resume keeps the choice). true is the default because it is reproducible: two runs of one
+    # config may time differently under load, and the layouts differ in float rounding.
+    channels_last: bool | str = True
+    decoder: str = "tensor"  # ImageFolder/packed images: "tensor" (torchvision.io) or "pil" (spos.data)
     sampler: str = "uniform"  # supernet: "uniform", "random", "strolling" or "fair" (spos.sampling)
     # Sandwich rule (BigNAS): each step also trains the window's largest and smallest path
     # beside two sampled ones, on their summed gradients.
@@ -119,6 +124,10 @@ class TrainConfig:
             raise SposError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "none"):
             raise SposError(f"amp must be auto, bf16, fp16 or none, got {self.amp!r}")
+        if self.channels_last not in (True, False, "auto"):
+            raise SposError(f"channels_last must be true, false or auto, got {self.channels_last!r}")
+        if self.decoder not in data.DECODERS:
+            raise SposError(f"decoder must be one of {', '.join(data.DECODERS)}, got {self.decoder!r}")
         if self.on_divergence not in ("stop", "skip"):
             raise SposError(f"on_divergence must be 'stop' or 'skip', got {self.on_divergence!r}")
         if self.checkpoint_minutes < 0 or self.max_bad_steps < 0:

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from .. import data, tblog
+from .. import data, genes, tblog
 from ..errors import Preempted, SposError
 from ..nn.io import model_payload
 from ..nn.supernet import SubNet, SuperNet
@@ -37,6 +37,7 @@ from ..space import Arch
 from .batches import MicroBatch, Sharding, epoch_batches
 from .checkpoint import restore, trainer_state
 from .config import TrainConfig, build_space
+from .layout import choose_layout, time_layouts
 from .optim import clear_unchosen_grads, lr_factor, param_groups
 from .validate import ValidationData, validate, validation_data, validation_paths
 
@@ -76,9 +77,9 @@ class Trainer:
         """Datasets, the holdout split and the step counts."""
         cfg = self.cfg
         # The supernet never trains on the holdout split (the search scores paths on it).
-        self.train_ds = data.dataset(cfg.data, "train", True, self.space.input_size, cfg.on_error)
-        self.recal_ds = data.dataset(cfg.data, "train", False, self.space.input_size, cfg.on_error)
-        self.val_ds = data.dataset(cfg.data, "val", False, self.space.input_size, cfg.on_error)
+        self.train_ds = data.dataset(cfg.data, "train", True, self.space.input_size, cfg.on_error, cfg.decoder)
+        self.recal_ds = data.dataset(cfg.data, "train", False, self.space.input_size, cfg.on_error, cfg.decoder)
+        self.val_ds = data.dataset(cfg.data, "val", False, self.space.input_size, cfg.on_error, cfg.decoder)
         n = len(self.train_ds)
         holdout = 0
         if self.supernet:
@@ -100,11 +101,11 @@ class Trainer:
         cfg = self.cfg
         self.model = SuperNet(self.space) if self.supernet else SubNet(self.space, self.arch)
         self.model.to(self.device)
-        # NHWC on CPU too: sliced supernet steps run 1.36x (224x224) to 1.56x (28x28 preset) faster.
-        self.channels_last = cfg.channels_last
+        self.amp_dtype = self._amp_dtype()
+        self.layout_rates: dict[str, float] | None = None
+        self.channels_last = self._layout()
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.SGD(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                          momentum=cfg.momentum, nesterov=cfg.nesterov)  # fmt: skip
@@ -133,6 +134,31 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
                                                            find_unused_parameters=self.supernet)  # fmt: skip
+
+    def _layout(self) -> bool:
+        """``channels_last`` as configured, or (``auto``) the faster layout on this host: the
+        choice of the run's first start when resuming (run.json), else timed now; every rank
+        takes rank 0's choice."""
+        cfg = self.cfg
+        if cfg.channels_last != "auto":
+            return bool(cfg.channels_last)
+        if self.resume and (self.out / "checkpoint.pt").is_file():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                chosen = json.loads((self.out / "run.json").read_text()).get("layout", {}).get("channels_last")
+                if isinstance(chosen, bool):
+                    return chosen
+        rng = random.Random(seed_of(cfg.seed, 0, 3))
+        paths = [genes.sample(self.space, rng) for _ in range(3)] if self.supernet else [None]
+        shape = (self.micro_batch, self.space.input_channels, self.space.input_size, self.space.input_size)
+        self.layout_rates = time_layouts(self.model, shape, self.device, paths, self._autocast)
+        choice = torch.tensor([choose_layout(self.layout_rates)], device=self.device)
+        if self.world > 1:
+            dist.broadcast(choice, src=0)
+        if self.rank == 0:
+            r = self.layout_rates
+            print(f"spos: layout: channels_last {r['channels_last']:.0f} img/s, NCHW {r['contiguous']:.0f} img/s on "
+                  f"this host -> {'channels_last' if choice.item() else 'NCHW'}", file=sys.stderr, flush=True)  # fmt: skip
+        return bool(choice.item())
 
     def _amp_dtype(self) -> torch.dtype | None:
         if self.device.type != "cuda" or self.cfg.amp == "none":
@@ -374,7 +400,8 @@ class Trainer:
         if self.is_main:
             write_run_info(self.out, {**self.cfg.to_dict(), "resolved_space": self.space.to_dict(),
                                       "resolved_arch": None if self.arch is None else str(self.arch),
-                                      "world_size": self.world}, self.command)  # fmt: skip
+                                      "world_size": self.world}, self.command,
+                           {"layout": {"channels_last": self.channels_last, "img_s": self.layout_rates}})  # fmt: skip
 
     def _train_epoch(self, epoch: int, first: int) -> None:
         """Steps ``first ...`` of ``epoch`` (up to ``stop_step``), checkpointing as configured."""

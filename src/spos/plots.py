@@ -191,9 +191,12 @@ def plot_family(points: list[tuple[int, float]], summary: dict, path: Path) -> N
             line.append((r["macs"] / 1e6, 100 * r["score"]))
     if line:
         ax.plot(*zip(*line), "-", c="tab:blue", lw=1, label="front (MACs)")
+    labels: dict[tuple, list[str]] = {}  # budgets that share a winner share one star
     for r in summary["budgets"]:
-        ax.scatter([r["macs"] / 1e6], [100 * r["score"]], marker="*", s=160, c="tab:red", zorder=3)
-        ax.annotate(r["budget"], (r["macs"] / 1e6, 100 * r["score"]), textcoords="offset points", xytext=(4, 4),
+        labels.setdefault((r["macs"], r["score"]), []).append(r.get("label", r["budget"]))
+    for (macs, score), names in labels.items():
+        ax.scatter([macs / 1e6], [100 * score], marker="*", s=160, c="tab:red", zorder=3)
+        ax.annotate("; ".join(names), (macs / 1e6, 100 * score), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)  # fmt: skip
     ax.set_xlabel("MACs (M) per image")
     ax.set_ylabel("supernet score (%)")

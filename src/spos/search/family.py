@@ -55,6 +55,18 @@ class Budget:
     def __str__(self) -> str:
         return f"{self.bounds} on {self.device}" if self.device else str(self.bounds)
 
+    @property
+    def label(self) -> str:
+        """Short form for figures and tables, e.g. ``<=0.9M MACs`` or ``<=3 ms on phone``."""
+        b, parts = self.bounds, []
+        if b.max_macs is not None:
+            parts.append(f"<={b.max_macs / 1e6:g}M MACs")
+        if b.max_params is not None:
+            parts.append(f"<={b.max_params / 1e6:g}M params")
+        if b.max_latency_ms is not None:
+            parts.append(f"<={b.max_latency_ms:.4g} ms" + (f" on {self.device}" if self.device else ""))
+        return ", ".join(parts) or "no budget"
+
 
 def parse_budgets(specs: Sequence[str], latency_tables: Sequence[str | os.PathLike] = ()) -> list[Budget]:
     """``["macs=0.9M,1.0M", "latency@phone=5,6"]`` -> one :class:`Budget` per value (numbers
@@ -258,7 +270,7 @@ class _Family:
             res, evaluated = self.search(budget_config(self.config, budget), self.out / f"search-{name}", path)
             arch, score = Arch.parse(res.best["arch"], pool.space.stage_depths), res.best["fitness"]
         c = cost_table(pool.space)(arch)
-        return {"budget": str(budget), "device": budget.device, "arch": str(arch), "macs": c.macs, "params": c.params,
+        return {"budget": str(budget), "label": budget.label, "device": budget.device, "arch": str(arch), "macs": c.macs, "params": c.params,
                 "latency_ms": {name: float(t.predict(arch)) for name, t in self.tables.items()},
                 "score": float(score), "accuracy": pool.accuracy.get(str(arch)), "evaluated": int(evaluated),
                 "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip

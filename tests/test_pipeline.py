@@ -1,13 +1,19 @@
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
+import torch
 import yaml
 from idx_fixtures import tiny_pipeline, write_fashion
 
 from spos.cli import main
 from spos.errors import SposError
 from spos.pipeline import PipelineConfig, run_pipeline
+from spos.runs import load_checkpoint
 
 
 @pytest.fixture
@@ -67,6 +73,67 @@ def test_killed_pipeline_resumes_the_unfinished_stage(tmp_path, fashion):
     assert any("supernet: done already" in m for m in logs)
     assert any(m == "== subnet" for m in logs)
     assert (run / "subnet" / "final.pt").is_file() and summary["arch"]
+
+
+#: `spos ARGS...` that stops dead after optimizer step HOLD (argv[1]): it prints a line and
+#: sleeps there, so the test can SIGKILL it at a known step instead of racing a fast stage.
+HOLD_AFTER_STEP = """
+import sys, time
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from spos.cli import main
+steps = []
+def hold(optimizer, args, kwargs):
+    steps.append(None)
+    if len(steps) == int(sys.argv[1]):
+        print(f"held after optimizer step {len(steps)}", flush=True)
+        time.sleep(600)
+register_optimizer_step_post_hook(hold)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _final_model(path) -> dict:
+    return load_checkpoint(path)["model"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_sigkill_mid_supernet_stage_then_resume_ends_exactly_like_an_uninterrupted_pipeline(tmp_path, fashion):
+    def config(out) -> str:
+        cfg = tiny_pipeline(out)
+        cfg["supernet"]["checkpoint_every"] = 2  # 6 steps: checkpoints after steps 2 and 4
+        path = tmp_path / f"{out.name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return str(path)
+
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_AFTER_STEP, "5", "pipeline", "--config", config(run),
+                             "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("held after optimizer step 5"):
+            break
+    proc.kill()  # SIGKILL: no handler, no finally, no last checkpoint
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    # Killed mid-stage: step 5 of the supernet's 6 is lost, its checkpoint holds step 4.
+    assert load_checkpoint(run / "supernet" / "checkpoint.pt")["step"] == 4
+    assert not (run / "supernet" / "final.pt").exists() and not (run / "search").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", "spos", "pipeline", "--config", config(run), "--no-progress",
+                              "--resume"], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert main(["pipeline", "--config", config(ref), "--no-progress"]) == 0
+
+    for stage in ("supernet", "subnet"):
+        a, b = _final_model(run / stage / "final.pt"), _final_model(ref / stage / "final.pt")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b), stage
+    best = [json.loads((d / "search" / "best.json").read_text()) for d in (run, ref)]
+    assert best[0]["best"] == best[1]["best"] and best[0]["top"] == best[1]["top"]
+    evaluation = [json.loads((d / "evaluation.json").read_text()) for d in (run, ref)]
+    assert evaluation[0] == evaluation[1]
 
 
 def test_pipeline_config_errors_are_clear(tmp_path):

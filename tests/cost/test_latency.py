@@ -1,15 +1,18 @@
 import itertools
 import math
 import random
+import statistics
 
 import pytest
 
 from spos.cli import main
 from spos.cost.latency import LatencyTable, measure_models_ms
 from spos.errors import SposError
-from spos.genes import sample
+from spos.genes import largest, sample, smallest
 from spos.nn.supernet import SubNet
 from spos.space import Arch, SearchSpace
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +28,14 @@ def latency_space() -> SearchSpace:
     )
 
 
+#: Batch 8: at batch 1 these small maps are timed mostly as per-op overhead, and 3.3x the MACs
+#: read only ~1.1x the time, too close to timing noise to test monotonicity.
+TIMING = {"threads": 1, "warmup": 3, "repeats": 15, "batch_size": 8}
+
+
 @pytest.fixture(scope="module")
 def latency_table(latency_space) -> LatencyTable:
-    # Batch 8: at batch 1 these small maps are timed mostly as per-op overhead, and 3.3x the MACs
-    # read only ~1.1x the time, too close to timing noise to test monotonicity.
-    return LatencyTable.build(latency_space, "cpu", "torch", threads=1, warmup=3, repeats=15, batch_size=8)
+    return LatencyTable.build(latency_space, "cpu", "torch", **TIMING)
 
 
 def test_latency_table_round_trips_and_predicts_positive_ms_monotone_in_width(
@@ -51,6 +57,30 @@ def test_latency_table_round_trips_and_predicts_positive_ms_monotone_in_width(
         preds
     )  # 10% tolerance for timing noise
     assert preds[-1] > 1.2 * preds[0], preds  # 3.3x the MACs (seen: 1.45-2.1x); overhead damps it
+
+
+def summed_ms(table: LatencyTable, arch: Arch) -> float:
+    """The table's prediction by hand: overhead + scale x (stem + head + the arch's entries)."""
+    entries = sum(table.blocks[p][b][g] for p, (b, g) in enumerate(zip(arch.blocks, arch.channels)))
+    return table.overhead_ms + table.scale * (table.stem_ms + table.head_ms + entries)
+
+
+def test_the_summed_table_predicts_measured_held_out_subnets_within_35_percent(latency_table, latency_space):
+    # Held out: drawn from a seed neither the table's calibration nor its checks use, plus the
+    # smallest and largest paths, the two ends of the range.
+    rng = random.Random(17)
+    archs = [smallest(latency_space), largest(latency_space), *(sample(latency_space, rng) for _ in range(5))]
+    table = latency_table
+    for attempt in range(2):  # a noisy shared host: one retry, with a fresh table and timings
+        # Every whole subnet timed in the same interleaved rounds, so a slow spell hits all alike.
+        measured = measure_models_ms([SubNet(latency_space, a) for a in archs], (3, 64, 64), "torch", rounds=3,
+                                     **TIMING)  # fmt: skip
+        errors = [abs(summed_ms(table, a) - m) / m for a, m in zip(archs, measured)]
+        if statistics.median(errors) <= 0.35 or attempt:
+            break
+        table = LatencyTable.build(latency_space, "cpu", "torch", **TIMING)
+    assert statistics.median(errors) <= 0.35, [f"{e:.0%}" for e in errors]
+    assert [table.predict(a) for a in archs] == pytest.approx([summed_ms(table, a) for a in archs], rel=1e-9)
 
 
 def test_latency_table_refuses_genes_it_did_not_measure_and_bad_files(

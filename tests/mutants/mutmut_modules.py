@@ -1,0 +1,153 @@
+"""Tool-made mutants (mutmut 3) of the pure modules, one module at a time, each against its own
+fast tests.
+
+``[tool.mutmut.modules.NAME]`` in pyproject.toml gives, per module, the file to mutate
+(``mutate``), its fast tests as pytest arguments (``tests``) and, optionally, the mutant-name
+globs that count (``names``; default every mutant of the file). For each module this script
+keeps a work folder ``mutants/modules/NAME/`` (git-ignored) with copies of ``src/``, ``tests/``
+and a ``pyproject.toml`` whose ``[tool.mutmut]`` is the shared settings with that module's file
+and tests, runs ``mutmut run --max-children 1`` there (mutmut keeps its results in the folder:
+unchanged functions are not rerun), then reruns every mutant an earlier run did not kill (the
+tests may have changed since), and prints one row per module::
+
+    module     killed/total  score  survived  timeout  no tests  other  minutes
+
+followed by the surviving mutants' names (``mutmut show NAME`` in the work folder shows one).
+
+    python tests/mutants/mutmut_modules.py                # every module, in pyproject order
+    python tests/mutants/mutmut_modules.py space genes    # some modules
+    python tests/mutants/mutmut_modules.py --fresh table  # forget earlier results first
+
+Needs ``pip install mutmut`` (3.x). The exit status is 0 when mutmut ran for every module
+(survivors are reported, not failed: some are equivalent mutants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "mutants" / "modules"
+IGNORE = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.pyc")
+MUTMUT_BIN = Path(sys.executable).parent / "mutmut"
+
+
+def mutmut_section(settings: dict) -> str:
+    """A ``[tool.mutmut]`` table of strings and lists of strings (JSON spells those as TOML)."""
+    return "[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v, ensure_ascii=False)}\n" for k, v in settings.items())
+
+
+def without_mutmut(pyproject: str) -> str:
+    """``pyproject`` without its ``[tool.mutmut]`` table and sub-tables."""
+    out, skipping = [], False
+    for line in pyproject.splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.strip().strip("[]").startswith("tool.mutmut")
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+def prepare(name: str, module: dict, shared: dict, fresh: bool) -> Path:
+    """The module's work folder with up-to-date copies of src/, tests/ and its pyproject.toml.
+
+    ``copytree`` keeps modification times, so mutmut reuses the mutants of unchanged files."""
+    work = WORK / name
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    for folder in ("src", "tests"):
+        shutil.rmtree(work / folder, ignore_errors=True)
+        shutil.copytree(ROOT / folder, work / folder, ignore=IGNORE)
+    settings = {**shared, "only_mutate": [module["mutate"]], "pytest_add_cli_args_test_selection": module["tests"]}
+    text = without_mutmut((ROOT / "pyproject.toml").read_text()).rstrip() + "\n\n" + mutmut_section(settings)
+    if not (work / "pyproject.toml").is_file() or (work / "pyproject.toml").read_text() != text:
+        (work / "pyproject.toml").write_text(text)
+    return work
+
+
+def mutmut(work: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+    return subprocess.run([str(MUTMUT_BIN), *args], cwd=work, env=env, text=True,
+                          stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                          stderr=subprocess.STDOUT if capture else subprocess.DEVNULL)  # fmt: skip
+
+
+def results(work: Path, names: list[str] | None) -> dict[str, str]:
+    """``{mutant name: status}`` from ``mutmut results --all true``, limited to ``names`` globs."""
+    if not (work / "mutants").is_dir():
+        return {}
+    out = mutmut(work, "results", "--all", "true", capture=True).stdout
+    found = {}
+    for line in out.splitlines():
+        key, sep, status = line.strip().rpartition(": ")
+        if sep and "__mutmut_" in key and (names is None or any(fnmatch.fnmatch(key, g) for g in names)):
+            found[key] = status
+    return found
+
+
+def run_module(name: str, module: dict, shared: dict, fresh: bool) -> tuple[dict[str, str], float]:
+    work = prepare(name, module, shared, fresh)
+    names = module.get("names")
+    before = results(work, names)
+    t = time.monotonic()
+    first = mutmut(work, "run", "--max-children", "1", *(names or []), capture=True)
+    if first.returncode != 0:
+        raise RuntimeError(f"mutmut run failed for {name}:\n{first.stdout[-3000:]}")
+    again = [k for k, s in before.items() if s != "killed"]
+    if again and not names:  # with names every matching mutant ran again already
+        rerun = mutmut(work, "run", "--max-children", "1", *again, capture=True)
+        if rerun.returncode != 0:
+            raise RuntimeError(f"mutmut rerun of earlier survivors failed for {name}:\n{rerun.stdout[-3000:]}")
+    return results(work, names), (time.monotonic() - t) / 60
+
+
+def row(name: str, found: dict[str, str], minutes: float) -> str:
+    counts = {s: sum(v == s for v in found.values()) for s in ("killed", "survived", "timeout", "no tests")}
+    other = len(found) - sum(counts.values())
+    score = counts["killed"] / len(found) if found else 0.0
+    return (f"{name:<10} {counts['killed']:>5}/{len(found):<6} {100 * score:5.1f}%  {counts['survived']:>8}  "
+            f"{counts['timeout']:>7}  {counts['no tests']:>8}  {other:>5}  {minutes:7.1f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help="module names of [tool.mutmut.modules] (default: all)")
+    parser.add_argument("--fresh", action="store_true", help="delete the modules' earlier results first")
+    args = parser.parse_args(argv)
+    if not MUTMUT_BIN.is_file():
+        print(f"no mutmut beside {sys.executable}: pip install mutmut", file=sys.stderr)
+        return 2
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    modules = config.pop("modules")
+    shared = {k: v for k, v in config.items() if k not in ("only_mutate", "pytest_add_cli_args_test_selection")}
+    unknown = sorted(set(args.modules) - set(modules))
+    if unknown:
+        print(f"unknown modules {unknown}; [tool.mutmut.modules] has {list(modules)}", file=sys.stderr)
+        return 2
+    header = f"{'module':<10} {'killed/total':>12}  score  survived  timeout  no tests  other  minutes"
+    rows, survivors = [], []
+    print(header, flush=True)
+    for name in args.modules or modules:
+        found, minutes = run_module(name, modules[name], shared, args.fresh)
+        rows.append(row(name, found, minutes))
+        survivors += [f"  {k}: {s}" for k, s in sorted(found.items()) if s != "killed"]
+        print(rows[-1], flush=True)
+    if survivors:
+        print(f"\nnot killed ({len(survivors)}; `mutmut show NAME` in {WORK}/MODULE shows one):")
+        print("\n".join(survivors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -173,7 +173,8 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     load = os.getloadavg()[0]
     print(
-        f"torch {torch.__version__}, {os.cpu_count()} cores, load average {load:.1f} at start",
+        f"torch {torch.__version__}, ISA {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, "
+        f"load average {load:.1f} at start",
         file=sys.stderr,
     )
     with tempfile.TemporaryDirectory() as tmp:

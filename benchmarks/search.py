@@ -85,7 +85,7 @@ def timing(args: argparse.Namespace) -> None:
         rows.append((t_cand, t_fwd, t_extract))
     print(f"space: small preset {list(space.stage_depths)} channels {list(space.stage_channels)}, "
           f"{space.input_size}x{space.input_size}x{space.input_channels}; "
-          f"{'trained ' + args.supernet if args.supernet else 'random init'}; torch threads {torch.get_num_threads()}")  # fmt: skip
+          f"{'trained ' + args.supernet if args.supernet else 'random init'}; ISA {torch.backends.cpu.get_cpu_capability()}, torch threads {torch.get_num_threads()}")  # fmt: skip
     print(f"data: {args.recal_images} recal + {args.holdout} holdout images decoded once in {decode:.2f} s; "
           f"batch {args.batch_size}; {len(archs)} random candidates, best of {args.repeats} runs each")  # fmt: skip
     print(f"{'':<12}{'s/candidate':>12}{'pure fwd s':>12}{'ratio':>8}{'extract s':>11}")

@@ -178,9 +178,17 @@ def main() -> None:
         default="both",
         help="activation/weight layout (the trainer uses channels_last)",
     )
+    ap.add_argument("--plain-convs", action="store_true",
+                    help="route every conv to F.conv2d (spos.nn.ops.FAST_PATHS off), as before issue #15")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, uniform paths (scales 0.6-2.0)")
+    if args.plain_convs:
+        from spos.nn import ops
+
+        ops.FAST_PATHS = False
+    isa = torch.backends.cpu.get_cpu_capability()
+    print(f"torch {torch.__version__}, ISA {isa}, {args.threads} threads, uniform paths (scales 0.6-2.0)"
+          f"{', plain F.conv2d (no CPU fast paths)' if args.plain_convs else ''}")  # fmt: skip
     ratios = []
     formats = {"channels_last": [True], "contiguous": [False], "both": [True, False]}
     for cl in formats[args.memory_format]:

@@ -24,14 +24,16 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-# Hand-made mutants of the numerics (tests/mutants/*.patch): each is applied to a temporary copy
-# of src/ and must make its named tests fail. Not part of `make test` (minutes on 2 cores).
-# The tool-made mutants of the pure modules ([tool.mutmut] in pyproject.toml) take hours here;
-# run them by hand where cores are free: pip install mutmut && mutmut run && mutmut results
+# Mutation testing (not part of `make test`: hours on 2 cores). First the hand-made mutants of
+# the numerics (tests/mutants/*.patch: each applied to a temporary copy of src/ must make its
+# named tests fail), then mutmut's tool-made mutants of the pure modules, one module at a time
+# against its own fast tests ([tool.mutmut.modules] in pyproject.toml; results are kept in
+# mutants/, so a second call reruns only what changed). `make mutants MODULES="space genes"`
+# limits the second part to some modules.
 mutants: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,mutation]'
 	$(BIN)/python tests/mutants/run.py
-	@echo "tool-made mutants of the pure modules (slow; see [tool.mutmut] in pyproject.toml):"
-	@echo "  $(BIN)/python -m pip install mutmut && $(BIN)/mutmut run && $(BIN)/mutmut results"
+	$(BIN)/python tests/mutants/mutmut_modules.py $(MODULES)
 
 # A finished demo is not retrained: `make demo` again reprints its summary (stages are skipped).
 demo: $(STAMP) data

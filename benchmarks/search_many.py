@@ -1,6 +1,6 @@
 """Train once, search many: what the candidate store, the warm start and the predictor save.
 
-    python benchmarks/search_many.py --supernet runs/levers/uniform/final.pt --work runs/search_many/bench \
+    python benchmarks/search_many.py --supernet runs/demo/supernet/final.pt --work runs/search_many/bench \
         [--steps fresh,again,moved,moved-fresh,tau,budgets,family,nsga2] [--pool 50x10]
 
 Each step prints one row and keeps it in WORK/rows.json; a later call with the same --work skips
@@ -20,7 +20,10 @@ a few minutes each. Steps, in this order (later ones add to the store the earlie
   tables, against the fresh single search's time and evaluations (goal < 2x);
 - nsga2: NSGA-II (pymoo) over accuracy, MACs, params and latency on both tables into an empty
   store: its front, the same budgets read from its pool, and a rerun that hits the store.
-Prints the ISA and thread count with every figure.
+Prints the ISA and thread count with every figure. The two latency tables of the last steps:
+
+    spos latency-table --config fashion-mnist --threads 1 --batch-size 1 --out runs/search_many/latency-b1.json
+    spos latency-table --config fashion-mnist --threads 1 --batch-size 32 --out runs/search_many/latency-b32.json
 """
 
 from __future__ import annotations
@@ -205,7 +208,7 @@ class Bench:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--supernet", default="runs/levers/uniform/final.pt")
+    ap.add_argument("--supernet", default="runs/demo/supernet/final.pt")
     ap.add_argument("--data", default="builtin")
     ap.add_argument("--work", default="runs/search_many/bench", help="folder of the runs, the store and rows.json")
     ap.add_argument("--steps", default=",".join(STEPS), help=f"comma list from {', '.join(STEPS)}")

@@ -17,6 +17,7 @@ followed by the surviving mutants' names (``mutmut show NAME`` in the work folde
     python tests/mutants/mutmut_modules.py                # every module, in pyproject order
     python tests/mutants/mutmut_modules.py space genes    # some modules
     python tests/mutants/mutmut_modules.py --fresh table  # forget earlier results first
+    python tests/mutants/mutmut_modules.py --tests-from REV space  # the same source, older tests
 
 Needs ``pip install mutmut`` (3.x). The exit status is 0 when mutmut ran for every module
 (survivors are reported, not failed: some are equivalent mutants).
@@ -58,17 +59,24 @@ def without_mutmut(pyproject: str) -> str:
     return "".join(out)
 
 
-def prepare(name: str, module: dict, shared: dict, fresh: bool) -> Path:
-    """The module's work folder with up-to-date copies of src/, tests/ and its pyproject.toml.
+def prepare(name: str, module: dict, shared: dict, fresh: bool, tests_rev: str | None = None) -> Path:
+    """The module's work folder with up-to-date copies of src/, tests/ and its pyproject.toml
+    (``tests_rev``: tests/ as of that git revision, in a folder of its own, to score the same
+    source against older tests).
 
     ``copytree`` keeps modification times, so mutmut reuses the mutants of unchanged files."""
-    work = WORK / name
+    work = WORK / name if tests_rev is None else WORK.parent / f"modules-tests-{tests_rev}" / name
     if fresh:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     for folder in ("src", "tests"):
         shutil.rmtree(work / folder, ignore_errors=True)
-        shutil.copytree(ROOT / folder, work / folder, ignore=IGNORE)
+        if folder == "tests" and tests_rev is not None:
+            git = ["git", "archive", tests_rev, "tests"]
+            archive = subprocess.run(git, cwd=ROOT, capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
+        else:
+            shutil.copytree(ROOT / folder, work / folder, ignore=IGNORE)
     settings = {**shared, "only_mutate": [module["mutate"]], "pytest_add_cli_args_test_selection": module["tests"]}
     text = without_mutmut((ROOT / "pyproject.toml").read_text()).rstrip() + "\n\n" + mutmut_section(settings)
     if not (work / "pyproject.toml").is_file() or (work / "pyproject.toml").read_text() != text:
@@ -96,8 +104,10 @@ def results(work: Path, names: list[str] | None) -> dict[str, str]:
     return found
 
 
-def run_module(name: str, module: dict, shared: dict, fresh: bool) -> tuple[dict[str, str], float]:
-    work = prepare(name, module, shared, fresh)
+def run_module(
+    name: str, module: dict, shared: dict, fresh: bool, tests_rev: str | None = None
+) -> tuple[dict[str, str], float]:
+    work = prepare(name, module, shared, fresh, tests_rev)
     names = module.get("names")
     before = results(work, names)
     t = time.monotonic()
@@ -124,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="module names of [tool.mutmut.modules] (default: all)")
     parser.add_argument("--fresh", action="store_true", help="delete the modules' earlier results first")
+    parser.add_argument("--tests-from", metavar="REV",
+                        help="score against tests/ as of this git revision (a 'before' score for new tests)")
     args = parser.parse_args(argv)
     if not MUTMUT_BIN.is_file():
         print(f"no mutmut beside {sys.executable}: pip install mutmut", file=sys.stderr)
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, survivors = [], []
     print(header, flush=True)
     for name in args.modules or modules:
-        found, minutes = run_module(name, modules[name], shared, args.fresh)
+        found, minutes = run_module(name, modules[name], shared, args.fresh, args.tests_from)
         rows.append(row(name, found, minutes))
         survivors += [f"  {k}: {s}" for k, s in sorted(found.items()) if s != "killed"]
         print(rows[-1], flush=True)

@@ -25,6 +25,8 @@ EXAMPLES = """examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The ``spos search`` parser: one ``add_argument`` per option, longer than a screen only
+    because the command has many options (no logic here)."""
     d = SearchConfig()
     p = sub.add_parser(
         "search",

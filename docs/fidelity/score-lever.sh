@@ -14,5 +14,5 @@ for fit in acc loss; do
   s=runs/levers/$v-search-$fit
   r=""; [ -f $s/search_state.json ] && r="--resume"
   [ -f $s/best.json ] || .venv/bin/spos search --supernet $net --config runs/levers/search.yaml --fitness $fit --max-macs 1.2M --out $s --device cpu $r
-  .venv/bin/spos fidelity --pipeline runs/demo --supernet $net --search $s --epochs 2 --fitness $fit --out runs/demo/fidelity-$v-$fit --store runs/demo/spos-store.sqlite
+  .venv/bin/spos fidelity --pipeline runs/demo --supernet $net --search $s --fitness $fit --out runs/demo/fidelity-$v-$fit --store runs/demo/spos-store.sqlite
 done

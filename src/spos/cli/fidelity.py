@@ -12,7 +12,7 @@ from ..errors import SposError
 
 EXAMPLES = """examples:
   spos fidelity --pipeline runs/demo                      # the demo run: K=16 archs, 2 seeds
-  spos fidelity --pipeline runs/demo --epochs 2 --archs 16 --out runs/demo/fidelity-e2
+  spos fidelity --pipeline runs/demo --epochs 2 --out runs/demo/fidelity-e2   # a shorter recipe
   spos fidelity --pipeline runs/demo --supernet runs/fair/final.pt --search runs/fair-search --fitness loss
 """
 

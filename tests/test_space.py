@@ -77,13 +77,16 @@ def test_from_options_builds_a_layout_or_explicit_channels_with_defaults_underne
     assert explicit.stage_channels == (32, 80, 160, 320)
     by_layout = SearchSpace.from_options({"width": 2.0}, defaults={"stage_channels": (32, 80, 160, 320)})
     assert by_layout.stage_channels == (128, 320, 640, 1280)
+    # A layout alone (no width) also replaces channels that came from the defaults.
+    assert SearchSpace.from_options({"layout": "shufflenetv2+"}, defaults={"stage_channels": (32, 80, 160, 320)}) == (
+        SearchSpace.preset("shufflenetv2+"))
     assert SearchSpace.from_options({}) == SearchSpace()
 
 
 def test_from_options_names_unknown_keys_mixed_forms_and_bad_values():
     with pytest.raises(SposError, match=r"unknown search-space keys \['depth'\].*'layout'"):
         SearchSpace.from_options({"depth": 3})
-    with pytest.raises(SposError, match="either stage_channels or layout/width"):
+    with pytest.raises(SposError, match="^space: give either stage_channels or layout/width, not both$"):
         SearchSpace.from_options({"layout": "oneshot", "stage_channels": [64, 160, 320, 640]})
     with pytest.raises(SposError, match="bad search-space value"):
         SearchSpace.from_options({"width": "wide"})
@@ -159,7 +162,7 @@ def test_space_geometry_limits_are_inclusive_where_the_spec_allows():
         SearchSpace(**ok)  # 64 - 63 = 1 main-branch channel; 10 channels at 0.2 give mid 1
     bad = {
         (("input_size", 7),): "input_size 7 is too small",
-        (("num_classes", 1),): "input_channels must be >= 1 and num_classes >= 2",
+        (("num_classes", 1),): "^input_channels must be >= 1 and num_classes >= 2$",
         (("input_channels", 0),): "input_channels must be >= 1",
         (("channel_genes", (9, 10)),): r"channel_genes \[9, 10\] must be a non-empty subset of 0..9$",
         (("channel_genes", ()),): r"channel_genes \[\] must be a non-empty subset",

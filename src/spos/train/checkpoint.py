@@ -40,6 +40,7 @@ def trainer_state(t: Trainer) -> dict:
         "space": t.space.to_dict(),
         "arch": None if t.arch is None else str(t.arch),
         "model": t.model.state_dict(),
+        "ema": None if t.ema is None else t.ema.state_dict(),
         "optimizer": t.optimizer.state_dict(),
         "scheduler": t.scheduler.state_dict(),
         "scaler": t.scaler.state_dict(),
@@ -113,6 +114,8 @@ def restore(t: Trainer, path: Path) -> None:
     ckpt = load_checkpoint(path, map_location=t.device)
     check_resumable(ckpt, path, t)
     t.model.load_state_dict(ckpt["model"])
+    if t.ema is not None:
+        t.ema.load_state_dict(ckpt["ema"])
     t.optimizer.load_state_dict(ckpt["optimizer"])
     t.scheduler.load_state_dict(ckpt["scheduler"])
     t.scaler.load_state_dict(ckpt["scaler"])

@@ -63,6 +63,10 @@ class TrainConfig:
     # config may time differently under load, and the layouts differ in float rounding.
     channels_last: bool | str = True
     decoder: str = "tensor"  # ImageFolder/packed images: "tensor" (torchvision.io) or "pil" (spos.data)
+    # Decay of an exponential moving average of the weights (torch.optim.swa_utils), updated
+    # after every step; final.pt then holds the averaged weights with the trained model's BN
+    # statistics. None: off. A lever against the end-point noise of a constant lr (issue #12).
+    ema: float | None = None
     sampler: str = "uniform"  # supernet: "uniform", "random", "strolling" or "fair" (spos.sampling)
     # Sandwich rule (BigNAS): each step also trains the window's largest and smallest path
     # beside two sampled ones, on their summed gradients.
@@ -126,6 +130,8 @@ class TrainConfig:
             raise SposError(f"amp must be auto, bf16, fp16 or none, got {self.amp!r}")
         if self.channels_last not in (True, False, "auto"):
             raise SposError(f"channels_last must be true, false or auto, got {self.channels_last!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise SposError(f"ema must be a decay between 0 and 1 (e.g. 0.999), got {self.ema}")
         if self.decoder not in data.DECODERS:
             raise SposError(f"decoder must be one of {', '.join(data.DECODERS)}, got {self.decoder!r}")
         if self.on_divergence not in ("stop", "skip"):

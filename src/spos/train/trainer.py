@@ -106,6 +106,11 @@ class Trainer:
         self.channels_last = self._layout()
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.ema = None
+        if cfg.ema is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.SGD(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                          momentum=cfg.momentum, nesterov=cfg.nesterov)  # fmt: skip
@@ -223,6 +228,16 @@ class Trainer:
             save_checkpoint(state, self.out / "checkpoint.pt")
         self._last_save = time.monotonic()
 
+    def _final_model(self) -> nn.Module:
+        """What final.pt holds: the model, or (``ema``) its averaged weights with the model's
+        own BN statistics (the averaged copy's buffers are those of the first step)."""
+        if self.ema is None:
+            return self.model
+        with torch.no_grad():
+            for mine, trained in zip(self.ema.module.buffers(), self.model.buffers()):
+                mine.copy_(trained)
+        return self.ema.module
+
     def load(self, path: Path) -> None:
         """Restore everything from ``path``; refuse checkpoints of another space or config."""
         restore(self, path)
@@ -289,6 +304,8 @@ class Trainer:
             return paths
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.scheduler.step()
         self.step += 1
         return paths
@@ -378,7 +395,7 @@ class Trainer:
             self._train_epoch(*divmod(self.step, self.steps_per_epoch))
         if self.is_main:
             kind = "supernet" if self.supernet else "subnet"
-            payload = model_payload(self.model, self.space, self.arch, kind, self.cfg.to_dict())
+            payload = model_payload(self._final_model(), self.space, self.arch, kind, self.cfg.to_dict())
             save_checkpoint(payload, self.out / "final.pt")
         if self.world > 1:
             dist.barrier()

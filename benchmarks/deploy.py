@@ -153,6 +153,14 @@ def table_error(table_path: str | None, backend: str, n_archs: int, repeats: int
     )
 
 
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+    except ImportError:
+        return "not installed"
+    return onnxruntime.__version__
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
@@ -173,7 +181,8 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     load = os.getloadavg()[0]
     print(
-        f"torch {torch.__version__}, ISA {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, onnxruntime {_ort_version()}, ISA {torch.backends.cpu.get_cpu_capability()}, "
+        f"{os.cpu_count()} cores, "
         f"load average {load:.1f} at start",
         file=sys.stderr,
     )

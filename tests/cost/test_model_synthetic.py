@@ -41,6 +41,21 @@ def test_cost_table_and_latency_table_price_a_batch_as_one_arch_at_a_time(tiny_s
     assert latency.predict(a) == pytest.approx(by_hand)
 
 
+def test_the_pricer_asks_latency_only_when_bounds_limit_it_and_needs_a_table_then(tiny_space):
+    from spos.cost.table import BatchPricer
+    from spos.errors import SposError
+
+    latency = _synthetic_latency(tiny_space)
+    genes = _genes([sample(tiny_space, random.Random(i)) for i in range(8)])
+    macs_only, timed = Bounds(max_macs=1e12), Bounds(max_latency_ms=1e9)
+    assert BatchPricer(tiny_space, latency).costs(macs_only, genes)["latency_ms"] is None
+    np.testing.assert_allclose(BatchPricer(tiny_space, latency).costs(timed, genes)["latency_ms"],
+                               latency.predict_batch(genes))  # fmt: skip
+    assert BatchPricer(tiny_space).costs(timed, genes)["latency_ms"] is None
+    with pytest.raises(SposError, match="^a latency bound needs a latency table; pass --latency-table FILE$"):
+        BatchPricer(tiny_space).inside(timed, genes)
+
+
 def test_both_tables_are_built_from_one_part_iterator(tiny_space):
     keys = [k for k, _, _ in parts(tiny_space, tiny_space.channel_genes)]
     assert keys[:2] == [("stem",), ("head",)]

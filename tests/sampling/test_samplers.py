@@ -18,7 +18,7 @@ from spos.errors import SposError
 from spos.genes import sample
 from spos.sampling.coverage import SPEC_WINDOW, compare_samplers, default_window, sampling_coverage
 from spos.sampling.samplers import KINDS, build_sampler
-from spos.sampling.schedule import allowed_channel_genes
+from spos.sampling.schedule import allowed_channel_genes, usable_channel_genes
 from spos.space import SearchSpace
 
 TINY = SearchSpace(stage_depths=(1, 1, 2, 1), stage_channels=(24, 48, 96, 192), input_size=32,
@@ -287,3 +287,13 @@ def test_plot_sampling_cli_on_the_small_preset(capsys, tmp_path):
     assert rows["random"][1] == "100.0%" and rows["strolling"][1] == "100.0%"
     code = main(["plot-sampling", "--max-macs", "1M", "--min-macs", "0.5M", "--out", str(png)])
     assert code == 2 and "outside what this search space can reach" in capsys.readouterr().err
+
+
+def test_a_minimum_channel_gene_keeps_the_genes_at_or_above_it_or_names_the_allowed_ones(tiny_space):
+    space = tiny_space.replace(channel_genes=(2, 5, 9))
+    assert usable_channel_genes(space) == (2, 5, 9)
+    assert usable_channel_genes(space, 5) == (5, 9) and usable_channel_genes(space, 9) == (9,)
+    for bad in (10, -1):
+        with pytest.raises(SposError, match=r"^minimum channel gene -?\d+ leaves no channel choice in the search space "
+                                            r"\(allowed genes: 2 \(0\.6\), 5 \(1\.2\), 9 \(2\.0\)\); use one of those"):
+            usable_channel_genes(space, bad)  # fmt: skip

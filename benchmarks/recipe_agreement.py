@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def main() -> None:
     ap.add_argument("short", help="fidelity.json of the short recipe")
     ap.add_argument("long", help="fidelity.json of the long recipe")
     args = ap.parse_args()
-    short, long = (json.load(open(p)) for p in (args.short, args.long))
+    short, long = (json.loads(Path(p).read_text()) for p in (args.short, args.long))
     rows_s = {r["arch"]: r for r in short["rows"]}
     rows_l = {r["arch"]: r for r in long["rows"]}
     archs = [a for a in rows_s if a in rows_l]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -27,8 +28,8 @@ def main() -> None:
     ap.add_argument("files", nargs="+", help="fidelity.json of each supernet")
     ap.add_argument("--truth", help="fidelity.json whose stand-alone accuracies are the ground truth")
     args = ap.parse_args()
-    runs = [{r["arch"]: r for r in json.load(open(p))["rows"] if r["role"] == "random"} for p in args.files]
-    truth = {r["arch"]: r for r in json.load(open(args.truth or args.files[0]))["rows"]}
+    runs = [{r["arch"]: r for r in json.loads(Path(p).read_text())["rows"] if r["role"] == "random"} for p in args.files]
+    truth = {r["arch"]: r for r in json.loads(Path(args.truth or args.files[0]).read_text())["rows"]}
     archs = [a for a in runs[0] if all(a in r for r in runs) and a in truth]
     acc = np.array([truth[a]["standalone"] for a in archs], float)
     macs, params = [truth[a]["macs"] for a in archs], [truth[a]["params"] for a in archs]

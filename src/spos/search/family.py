@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..cost.bounds import Bounds
+from ..cost.bounds import Bounds, fmt_amount
 from ..cost.table import cost_table
 from ..errors import SposError
 from ..runs import atomic_write_json, atomic_write_text, write_run_info
@@ -60,9 +60,9 @@ class Budget:
         """Short form for figures and tables, e.g. ``<=0.9M MACs`` or ``<=3 ms on phone``."""
         b, parts = self.bounds, []
         if b.max_macs is not None:
-            parts.append(f"<={b.max_macs / 1e6:g}M MACs")
+            parts.append(f"<={fmt_amount(b.max_macs)} MACs")
         if b.max_params is not None:
-            parts.append(f"<={b.max_params / 1e6:g}M params")
+            parts.append(f"<={fmt_amount(b.max_params)} params")
         if b.max_latency_ms is not None:
             parts.append(f"<={b.max_latency_ms:.4g} ms" + (f" on {self.device}" if self.device else ""))
         return ", ".join(parts) or "no budget"

@@ -53,7 +53,7 @@ class Bounds:
                              (self.min_params, self.max_params, "params")):  # fmt: skip
             if lo is not None and hi is not None and lo > hi:
                 raise SposError(
-                    f"the {what} window is empty: minimum {lo / 1e6:g}M > maximum {hi / 1e6:g}M; "
+                    f"the {what} window is empty: minimum {fmt_amount(lo)} > maximum {fmt_amount(hi)}; "
                     f"swap the bounds"
                 )
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A supernet's ranking and path accuracy against its training length, from one constant-lr run:
-# snap-eN.pt is that run's checkpoint.pt copied at the end of epoch N (with a constant lr and the
-# data order seeded by (seed, epoch), the same weights an N-epoch run of the config ends with).
+# snap-eN.pt is that run's checkpoint.pt copied at the end of epoch N by snapshot-epochs.sh (with a
+# constant lr and the data order seeded by (seed, epoch), the same weights an N-epoch run of the
+# config ends with).
 # For each N: tau of the raw weights on the demo's fidelity archs (nothing trained: the ground
 # truth is in the store) and benchmarks/supernet_paths.py's 8 window paths on the test split.
 #   bash docs/fidelity/score-epochs.sh V 10 12 14 16 20   # runs/levers/V/snap-eN.pt (20: checkpoint.pt)

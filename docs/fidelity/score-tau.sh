@@ -7,9 +7,10 @@
 cd "$(dirname "$0")/../.."
 v=$1; d=runs/levers/$v
 [ -f $d/final.pt ] || { echo "no $d/final.pt"; exit 1; }
-grep -q '^ema:' docs/fidelity/lever-$v.yaml && kinds="raw ema" || kinds="raw"
-for k in $kinds; do
-  f=$d/final.pt; [ $k = raw ] && [ "$kinds" != raw ] && f=$d/checkpoint.pt
+# An ema run: raw = its last checkpoint.pt, ema = final.pt; otherwise final.pt is the raw weights.
+if grep -q '^ema:' docs/fidelity/lever-$v.yaml; then runs="raw:$d/checkpoint.pt ema:$d/final.pt"; else runs="raw:$d/final.pt"; fi
+for kf in $runs; do
+  k=${kf%%:*}; f=${kf#*:}
   .venv/bin/spos fidelity --pipeline runs/demo --supernet $f --out runs/demo/fidelity-$v-$k \
     --store runs/demo/spos-store.sqlite | grep -E "Kendall|estimate|store"
 done

@@ -87,6 +87,7 @@ def test_evolution_keeps_the_top_parents_never_repeats_an_arch_and_improves(supe
     assert len(by_gen[0]) == 12 and all(len(g) == 12 - 3 for g in by_gen[1:])  # children fill to 12
     history = result.history
     assert [h["generation"] for h in history] == list(range(6))
+    assert [h["evaluated"] for h in history] == [len(g) for g in by_gen]
     # Each record, recomputed from the candidates: best so far over every generation up to g,
     # and the population (with p_select 0: the top 3 of the previous one + generation g's
     # children), whose best never drops because those parents survive.

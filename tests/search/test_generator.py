@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 
 import pytest
 
@@ -136,13 +135,12 @@ def test_the_too_tight_message_names_the_bound_that_rejected_most_with_the_space
 
 
 def test_set_up_errors_name_the_missing_option(tiny_space):
-    with pytest.raises(
-        SposError,
-        match=re.escape("--max-latency-ms needs a latency table; pass --latency-table FILE"),
-    ):
+    with pytest.raises(SposError) as err:
         CandidateGenerator(tiny_space, config(max_latency_ms=5.0), None)
-    with pytest.raises(SposError, match=re.escape("--genes channel needs the block genes to keep: pass --fix-blocks ARCH")):  # fmt: skip
+    assert str(err.value) == "--max-latency-ms needs a latency table; pass --latency-table FILE"
+    with pytest.raises(SposError) as err:
         CandidateGenerator(tiny_space, config(genes="channel"), None)
+    assert str(err.value) == "--genes channel needs the block genes to keep: pass --fix-blocks ARCH"
 
 
 def test_children_of_the_next_generation_descend_from_the_survivors(tiny_space):

@@ -65,11 +65,11 @@ def main() -> None:
     if torch.distributed.is_initialized():
         rank = torch.distributed.get_rank()
         (Path(args.out) / f"rank{rank}.json").write_text(json.dumps(evaluated))
-        torch.distributed.destroy_process_group()
+        end_distributed()
 
 
 if __name__ == "__main__":
-    from spos.runtime import init_distributed
+    from spos.runtime import end_distributed, init_distributed
 
     init_distributed(torch.device("cpu"))
     sys.exit(main())

@@ -33,6 +33,18 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def end_distributed(clean: bool = True) -> None:
+    """Leave the ``torchrun`` process group, if this process is in one.
+
+    After a clean run every rank first meets the others at a barrier, so that no rank closes its
+    connections while another still sends on them or tears its own down (gloo aborts a process
+    whose peer vanished mid-teardown). After an error there is no one to wait for."""
+    if dist.is_available() and dist.is_initialized():
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def start_process(device: str = "auto") -> tuple[torch.device, int, int]:
     """``(device, rank, world size)`` of this process: :func:`resolve_device`, then
     :func:`init_distributed`. Every long run starts with this call.

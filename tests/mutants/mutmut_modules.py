@@ -77,11 +77,25 @@ def prepare(name: str, module: dict, shared: dict, fresh: bool, tests_rev: str |
             subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
         else:
             shutil.copytree(ROOT / folder, work / folder, ignore=IGNORE)
-    settings = {**shared, "only_mutate": [module["mutate"]], "pytest_add_cli_args_test_selection": module["tests"]}
+    tests = module["tests"] if tests_rev is None else existing_tests(module["tests"], work)
+    settings = {**shared, "only_mutate": [module["mutate"]], "pytest_add_cli_args_test_selection": tests}
     text = without_mutmut((ROOT / "pyproject.toml").read_text()).rstrip() + "\n\n" + mutmut_section(settings)
     if not (work / "pyproject.toml").is_file() or (work / "pyproject.toml").read_text() != text:
         (work / "pyproject.toml").write_text(text)
     return work
+
+
+def existing_tests(args: list[str], work: Path) -> list[str]:
+    """The pytest arguments ``args`` without the test files (and their ``--deselect`` pairs) that
+    ``work``'s older tests/ does not have yet: a module's 'before' score runs the tests it had."""
+    out: list[str] = []
+    for arg in args:
+        if arg.startswith("tests/") and not (work / arg.split("::")[0]).is_file():
+            if out and out[-1] == "--deselect":
+                out.pop()
+            continue
+        out.append(arg)
+    return out
 
 
 def mutmut(work: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:

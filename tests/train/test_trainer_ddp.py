@@ -23,7 +23,8 @@ RANK_SCRIPT = textwrap.dedent("""
     trainer.run()
     rank = int(os.environ["RANK"])
     torch.save(trainer.model.state_dict(), os.path.join(cfg.out, f"rank{rank}.pt"))
-    torch.distributed.destroy_process_group()
+    from spos.runtime import end_distributed
+    end_distributed()
 """)
 
 

@@ -8,6 +8,7 @@ import sys
 
 from .. import __version__
 from ..errors import EXIT_PREEMPTED, Preempted, SposError
+from ..runtime import end_distributed
 from .common import SposParser
 
 #: Command modules under spos.cli; each has ``register(subparsers)`` setting ``func`` per command.
@@ -31,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        end_distributed()  # under torchrun: every rank finished; leave the group together
+        return code
     except Preempted as e:
         print(f"spos: stopped: {e}", file=sys.stderr)
         return EXIT_PREEMPTED

@@ -32,7 +32,7 @@ from ..errors import Preempted, SposError
 from ..nn.io import model_payload
 from ..nn.supernet import SubNet, SuperNet
 from ..runs import RunLock, atomic_write_text, check_writable, save_checkpoint, write_run_info
-from ..runtime import StopSignals, agree, seed_of, start_process
+from ..runtime import StopSignals, agree, end_distributed, seed_of, start_process
 from ..space import Arch
 from .batches import MicroBatch, Sharding, epoch_batches
 from .checkpoint import restore, trainer_state
@@ -493,7 +493,11 @@ def train(config: TrainConfig, command: str = "", resume: bool = False) -> dict:
     """Run a training to the end and tear down the process group; returns the last metrics."""
     trainer = Trainer(config, command, resume)
     try:
-        return trainer.run()
-    finally:
-        if trainer.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        result = trainer.run()
+    except BaseException:
+        if trainer.world > 1:
+            end_distributed(clean=False)
+        raise
+    if trainer.world > 1:
+        end_distributed()
+    return result

@@ -18,6 +18,13 @@ followed by the surviving mutants' names (``mutmut show NAME`` in the work folde
     python tests/mutants/mutmut_modules.py space genes    # some modules
     python tests/mutants/mutmut_modules.py --fresh table  # forget earlier results first
     python tests/mutants/mutmut_modules.py --tests-from REV space  # the same source, older tests
+    python tests/mutants/mutmut_modules.py --before-from REV fair  # the same, from the 'after' run
+
+``--before-from REV`` is the cheap exact form of ``--tests-from REV`` when the module's tests only
+gained tests since REV (check with ``git diff REV -- tests``): mutmut runs each mutant against
+the tests that reach its function, so a mutant whose function no new test reaches has the same
+tests, hence the same result, before. Only the mutants the 'after' run killed in functions that a
+new test reaches run again, against REV's tests; the rest keep their 'after' result.
 
 Needs ``pip install mutmut`` (3.x). The exit status is 0 when mutmut ran for every module
 (survivors are reported, not failed: some are equivalent mutants).
@@ -136,6 +143,34 @@ def run_module(
     return results(work, names), (time.monotonic() - t) / 60
 
 
+def collected(work: Path, tests: list[str]) -> set[str]:
+    """Test ids pytest collects in ``work`` from the pytest arguments ``tests``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *tests]
+    out = subprocess.run(cmd, cwd=work, env=env, text=True, capture_output=True, check=True).stdout
+    return {line.strip() for line in out.splitlines() if "::" in line}
+
+
+def before_from_after(name: str, module: dict, shared: dict, rev: str) -> tuple[dict[str, str], float, list[str]]:
+    """``(results, minutes, new tests)``: the module's 'before' score against REV's tests, from its
+    finished 'after' run (see ``--before-from``)."""
+    after_work, names = WORK / name, module.get("names")
+    after = results(after_work, names)
+    if not after or "not checked" in after.values():
+        raise RuntimeError(f"{name}: run its 'after' score to the end first (mutmut_modules.py {name})")
+    work = prepare(name, module, shared, fresh=False, tests_rev=rev)  # a full --tests-from run's results stay
+    new = collected(ROOT, module["tests"]) - collected(work, existing_tests(module["tests"], work))
+    stats = json.loads((after_work / "mutants" / "mutmut-stats.json").read_text())["tests_by_mangled_function_name"]
+    again = [k for k, s in after.items() if s == "killed" and new & set(stats.get(k.rsplit("__mutmut_", 1)[0], ()))]
+    t = time.monotonic()
+    if again:
+        run = mutmut(work, "run", "--max-children", "1", *again, capture=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"mutmut run failed for {name} against {rev}'s tests:\n{run.stdout[-3000:]}")
+    rerun = results(work, names)
+    return {**after, **{k: rerun[k] for k in again}}, (time.monotonic() - t) / 60, sorted(new)
+
+
 def row(name: str, found: dict[str, str], minutes: float) -> str:
     counts = {s: sum(v == s for v in found.values()) for s in ("killed", "survived", "timeout", "no tests")}
     other = len(found) - sum(counts.values())
@@ -150,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete the modules' earlier results first")
     parser.add_argument("--tests-from", metavar="REV",
                         help="score against tests/ as of this git revision (a 'before' score for new tests)")
+    parser.add_argument("--before-from", metavar="REV",
+                        help="the same 'before' score, rerunning only what tests added since REV can change")
     args = parser.parse_args(argv)
     if not MUTMUT_BIN.is_file():
         print(f"no mutmut beside {sys.executable}: pip install mutmut", file=sys.stderr)
@@ -165,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, survivors = [], []
     print(header, flush=True)
     for name in args.modules or modules:
-        found, minutes = run_module(name, modules[name], shared, args.fresh, args.tests_from)
+        if args.before_from:
+            found, minutes, new = before_from_after(name, modules[name], shared, args.before_from)
+            print(f"{name}: {len(new)} tests added since {args.before_from}: {' '.join(new) or '-'}", flush=True)
+        else:
+            found, minutes = run_module(name, modules[name], shared, args.fresh, args.tests_from)
         rows.append(row(name, found, minutes))
         survivors += [f"  {k}: {s}" for k, s in sorted(found.items()) if s != "killed"]
         print(rows[-1], flush=True)

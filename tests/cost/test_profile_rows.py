@@ -78,3 +78,36 @@ def test_micronet_profile_folds_bn_into_the_conv_bias():
         120 + 60,
         180 + 60,
     )
+
+
+def test_rows_of_a_bias_free_linear_a_bn_without_affine_and_a_squeeze_excite_scale():
+    from spos.nn.ops import SqueezeExcite
+
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 1, bias=False),
+        nn.BatchNorm2d(8, affine=False),  # no weight or bias: 0 params
+        SqueezeExcite(8),  # hidden make_divisible(8 // 4, 8) = 8; its own row is the final scale
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3, bias=False),
+    )
+    # Input 1 x 2 x 3: 6 positions; 8 x 6 = 48 activations per full map.
+    expected = [
+        ("0", "conv", (1, 2, 3), 1, 1, 8, 8, 48, 0, 48, True),
+        ("1", "batchnorm", (8, 2, 3), 1, 8, 8, 0, 48, 48, 0, False),
+        ("2.pool", "avgpool", (8, 2, 3), 2, 8, 8, 0, 8, 5 * 8, 48, False),
+        ("2.reduce", "conv", (8, 1, 1), 1, 8, 8, 64 + 8, 64, 7 * 8 + 8, 64 + 8, True),
+        ("2.relu", "relu", (8, 1, 1), 1, 8, 8, 0, 8, 0, 0, False),
+        ("2.expand", "conv", (8, 1, 1), 1, 8, 8, 64 + 8, 64, 7 * 8 + 8, 64 + 8, True),
+        ("2.gate", "hardsigmoid", (8, 1, 1), 1, 8, 8, 0, 2 * 8, 8, 0, False),
+        ("2.scale", "mul", (8, 2, 3), 1, 8, 8, 0, 48, 0, 0, False),  # x * gate: one mult each
+        ("3", "avgpool", (8, 2, 3), 2, 8, 8, 0, 8, 5 * 8, 48, False),
+        ("5", "linear", (8,), 1, 8, 3, 24, 24, 7 * 3, 24, True),  # no bias: no add of one
+    ]
+    rows = profile(net, (1, 2, 3))
+    got = [(r.name, r.op, r.input_shape, r.kernel, r.cin, r.cout, r.params, r.mults, r.adds, r.macs,
+            r.quantizable) for r in rows]  # fmt: skip
+    assert got == expected
+    assert all(type(r.params) is int and type(r.quantizable) is bool for r in rows)
+    # MACs: conv, SE pool, reduce, expand, pool, linear (BN, activations and the scale: none).
+    assert count(net, (1, 2, 3)) == Costs(48 + 48 + 72 + 72 + 48 + 24, 8 + 72 + 72 + 24)

@@ -111,3 +111,21 @@ def test_rows_of_a_bias_free_linear_a_bn_without_affine_and_a_squeeze_excite_sca
     assert all(type(r.params) is int and type(r.quantizable) is bool for r in rows)
     # MACs: conv, SE pool, reduce, expand, pool, linear (BN, activations and the scale: none).
     assert count(net, (1, 2, 3)) == Costs(48 + 48 + 72 + 72 + 48 + 24, 8 + 72 + 72 + 24)
+
+
+def test_the_example_input_follows_the_model_and_counts_stay_per_image():
+    net = model()
+    rows = profile(net, (1, 6, 5))
+    # An example batch counts its first image only; the default input is 224 x 224.
+    assert profile(net, torch.zeros(3, 1, 6, 5)) == rows
+    assert profile(net) == profile(net, 224)
+    # The input takes the model's dtype (a float64 conv refuses float32) and, with no
+    # parameters at all, float32 on the CPU.
+    assert profile(model().double(), (1, 6, 5)) == rows
+    free = profile(nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1)), (2, 3, 3))
+    assert [(r.op, r.mults, r.adds, r.macs) for r in free] == [("relu", 18, 0, 0), ("avgpool", 2, 16, 18)]
+    # A model on the meta device costs the same and gets its own batch-norm forward back.
+    with torch.device("meta"):
+        meta = model()
+    assert profile(meta, (1, 6, 5)) == rows
+    assert not any("forward" in m.__dict__ for m in meta.modules())

@@ -44,3 +44,25 @@ def test_fair_sampler_resumes_its_sequence_exactly(tiny_space, warmup):
     b = build_sampler(tiny_space, "fair", seed=99, warmup_start_epoch=warmup)
     b.load_state_dict(a.state_dict())
     assert [a.sample_step(3) for _ in range(5)] == [b.sample_step(3) for _ in range(5)]
+
+
+def test_every_path_without_a_draw_in_the_window_is_one_miss_and_the_counts_survive_a_resume(tiny_space):
+    from spos.sampling.fair import FairSampler
+
+    window = Bounds(max_macs=1e12)  # a closed window every path is inside ...
+    sampler = FairSampler(tiny_space, seed=3, window=window)
+    assert (sampler.seed, sampler.window) == (3, window)  # keyword arguments reach the base class
+    sampler._pricer.inside = lambda bounds, genes: np.zeros(len(genes), dtype=bool)  # ... refused
+    sampler.sample_step(0)
+    sampler.sample_step(0)
+    assert (sampler.count, sampler.window_misses) == (8, 8)  # 4 paths a step, each a miss
+    state = sampler.state_dict()
+    assert (state["count"], state["window_misses"]) == (8, 8)
+    resumed = FairSampler(tiny_space, seed=0, window=window)
+    resumed.load_state_dict(state)
+    assert (resumed.seed, resumed.count, resumed.window_misses) == (3, 8, 8)
+    resumed.load_state_dict({k: v for k, v in state.items() if k != "window_misses"})  # older states
+    assert resumed.window_misses == 0
+    # sample() is the first path of the group sample_step() would draw from the same state.
+    twin = FairSampler(tiny_space, seed=3)
+    assert FairSampler(tiny_space, seed=3).sample(0) == twin.sample_step(0)[0]

@@ -95,3 +95,19 @@ def test_the_search_and_the_sampler_share_one_bounds_check(tiny_space):
         assert (gen.violation(a) == "max_latency_ms") == over
         table = cost_table(tiny_space)
         assert gen.bounds.violation(table(a).macs, table(a).params, latency.predict(a)) == gen.violation(a)
+
+
+def test_the_cost_table_prices_in_whole_numbers_names_its_models_and_backs_the_helpers(tiny_space):
+    from spos.cost.table import BatchPricer, arch_costs, reachable_costs
+
+    table = cost_table(tiny_space)
+    arch = sample(tiny_space, random.Random(0))
+    assert arch_costs(arch, tiny_space) == table(arch)
+    assert type(table.macs(arch)) is int and type(table.params(arch)) is int  # exact int64 sums
+    assert table.macs_model.blocks.dtype == np.int64 == table.params_model.blocks.dtype
+    assert (table.macs_model.unit, table.macs_model.name) == ("MACs", "MACs")
+    assert (table.params_model.unit, table.params_model.name) == ("params", "params")
+    everything = BatchPricer(tiny_space).reachable(tiny_space.channel_genes)
+    assert reachable_costs(tiny_space) == everything
+    narrow = reachable_costs(tiny_space, tiny_space.channel_genes[:1])
+    assert narrow == BatchPricer(tiny_space).reachable(tiny_space.channel_genes[:1]) != everything

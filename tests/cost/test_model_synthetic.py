@@ -98,9 +98,9 @@ def test_the_search_and_the_sampler_share_one_bounds_check(tiny_space):
 
 
 def test_the_cost_table_prices_in_whole_numbers_names_its_models_and_backs_the_helpers(tiny_space):
-    from spos.cost.table import BatchPricer, arch_costs, reachable_costs
+    from spos.cost.table import BatchPricer, CostTable, arch_costs, reachable_costs
 
-    table = cost_table(tiny_space)
+    table = CostTable(tiny_space)  # built here, not taken from cost_table's cache
     arch = sample(tiny_space, random.Random(0))
     assert arch_costs(arch, tiny_space) == table(arch)
     assert type(table.macs(arch)) is int and type(table.params(arch)) is int  # exact int64 sums

@@ -11,7 +11,7 @@ from spos.cost.latency import LatencyTable
 from spos.cost.table import alike_positions, cost_table, parts
 from spos.genes import sample
 from spos.sampling.samplers import build_sampler
-from spos.space import BLOCK_NAMES, SCALES
+from spos.space import BLOCK_NAMES, SCALES, SearchSpace
 
 
 def _genes(archs):
@@ -111,3 +111,53 @@ def test_the_cost_table_prices_in_whole_numbers_names_its_models_and_backs_the_h
     assert reachable_costs(tiny_space) == everything
     narrow = reachable_costs(tiny_space, tiny_space.channel_genes[:1])
     assert narrow == BatchPricer(tiny_space).reachable(tiny_space.channel_genes[:1]) != everything
+
+
+def test_parts_price_every_width_with_a_channel_and_the_tables_follow_them():
+    import torch
+
+    from spos.cost.counting import count
+    from spos.cost.table import CostTable
+    from spos.nn.blocks import ChoiceBlock
+    from spos.nn.supernet import SubNet
+    from spos.space import mid_channels
+
+    # Stage 1 has 8 output channels: channel gene 0 (x0.2) gives a 0-channel main branch (no
+    # part), gene 1 (x0.4) a 1-channel one; the space itself offers genes 2..9 only.
+    narrow = SearchSpace(stage_depths=(1, 1, 3, 1), stage_channels=(8, 16, 24, 32), input_size=16,
+                         num_classes=10, stem_channels=4, stem_stride=1, last_channels=32)  # fmt: skip
+    assert [mid_channels(8, g) for g in (0, 1, 2)] == [0, 1, 2]
+    with torch.device("meta"):
+        keys = [k for k, _, _ in parts(narrow)]
+        assert {k[1] for k in keys[2:]} == {0, 1, 2, 3, 5}  # position 4 is measured as 3
+        assert [k[3] for k in keys[2:] if k[1:3] == (0, 0)] == list(range(1, len(SCALES)))
+        assert all(len([k for k in keys[2:] if k[1:3] == (q, b)]) == len(SCALES)
+                   for q in (1, 2, 3, 5) for b in range(len(BLOCK_NAMES)))  # fmt: skip
+        one_wide = count(ChoiceBlock(4, 8, 2, 0, 1, "relu", False), (4, 16, 16))
+    table = CostTable(narrow)
+    assert table.macs_model.blocks[0, 0, 0] == 0 == table.params_model.blocks[0, 0, 0]
+    assert (table.macs_model.blocks[0, 0, 1], table.params_model.blocks[0, 0, 1]) == (one_wide.macs, one_wide.params)
+    assert one_wide.macs > 0
+    for seed in range(3):
+        arch = sample(narrow, random.Random(seed))
+        with torch.device("meta"):
+            assert table(arch) == count(SubNet(narrow, arch), narrow.input_size)
+
+
+def test_the_tables_price_squeeze_excite_positions_with_their_se():
+    import torch
+
+    from spos.cost.counting import count
+    from spos.cost.table import CostTable
+    from spos.nn.supernet import SubNet
+
+    se = SearchSpace(stage_depths=(1, 1, 2, 1), stage_channels=(24, 48, 96, 192), input_size=32, num_classes=10,
+                     stem_channels=8, stem_stride=1, last_channels=64, use_se=True)  # fmt: skip
+    plain = se.replace(use_se=False)
+    assert [p.use_se for p in se.positions()] == [False, False, True, True, True]
+    with_se, without = CostTable(se), CostTable(plain)
+    assert (with_se.params_model.blocks[2:] > without.params_model.blocks[2:]).all()  # SE adds weights
+    for seed in range(3):
+        arch = sample(se, random.Random(seed))
+        with torch.device("meta"):
+            assert with_se(arch) == count(SubNet(se, arch), se.input_size)

@@ -6,7 +6,7 @@ fast tests.
 globs that count (``names``; default every mutant of the file). For each module this script
 keeps a work folder ``mutants/modules/NAME/`` (git-ignored) with copies of ``src/``, ``tests/``
 and a ``pyproject.toml`` whose ``[tool.mutmut]`` is the shared settings with that module's file
-and tests, runs ``mutmut run --max-children 1`` there (mutmut keeps its results in the folder:
+and tests, runs ``mutmut run --max-children 1`` (``--jobs N``: N) there (mutmut keeps its results in the folder:
 unchanged functions are not rerun), then reruns every mutant an earlier run did not kill (the
 tests may have changed since), and prints one row per module::
 
@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "mutants" / "modules"
 IGNORE = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.pyc")
 MUTMUT_BIN = Path(sys.executable).parent / "mutmut"
+CHILDREN = "1"  # mutants tested at once (--jobs)
 
 
 def mutmut_section(settings: dict) -> str:
@@ -132,12 +133,12 @@ def run_module(
     names = module.get("names")
     before = results(work, names)
     t = time.monotonic()
-    first = mutmut(work, "run", "--max-children", "1", *(names or []), capture=True)
+    first = mutmut(work, "run", "--max-children", CHILDREN, *(names or []), capture=True)
     if first.returncode != 0:
         raise RuntimeError(f"mutmut run failed for {name}:\n{first.stdout[-3000:]}")
     again = [k for k, s in before.items() if s not in ("killed", "not checked")]  # results that may change
     if again and not names:  # with names every matching mutant ran again already
-        rerun = mutmut(work, "run", "--max-children", "1", *again, capture=True)
+        rerun = mutmut(work, "run", "--max-children", CHILDREN, *again, capture=True)
         if rerun.returncode != 0:
             raise RuntimeError(f"mutmut rerun of earlier survivors failed for {name}:\n{rerun.stdout[-3000:]}")
     return results(work, names), (time.monotonic() - t) / 60
@@ -164,7 +165,7 @@ def before_from_after(name: str, module: dict, shared: dict, rev: str) -> tuple[
     again = [k for k, s in after.items() if s == "killed" and new & set(stats.get(k.rsplit("__mutmut_", 1)[0], ()))]
     t = time.monotonic()
     if again:
-        run = mutmut(work, "run", "--max-children", "1", *again, capture=True)
+        run = mutmut(work, "run", "--max-children", CHILDREN, *again, capture=True)
         if run.returncode != 0:
             raise RuntimeError(f"mutmut run failed for {name} against {rev}'s tests:\n{run.stdout[-3000:]}")
     rerun = results(work, names)
@@ -187,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="score against tests/ as of this git revision (a 'before' score for new tests)")
     parser.add_argument("--before-from", metavar="REV",
                         help="the same 'before' score, rerunning only what tests added since REV can change")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1: one core)")
     args = parser.parse_args(argv)
+    global CHILDREN
+    CHILDREN = str(max(1, args.jobs))
     if not MUTMUT_BIN.is_file():
         print(f"no mutmut beside {sys.executable}: pip install mutmut", file=sys.stderr)
         return 2

@@ -297,3 +297,130 @@ def test_a_minimum_channel_gene_keeps_the_genes_at_or_above_it_or_names_the_allo
         with pytest.raises(SposError, match=r"^minimum channel gene -?\d+ leaves no channel choice in the search space "
                                             r"\(allowed genes: 2 \(0\.6\), 5 \(1\.2\), 9 \(2\.0\)\); use one of those"):
             usable_channel_genes(space, bad)  # fmt: skip
+
+
+def test_uniform_sampler_makes_one_seeded_draw_per_step():
+    from spos.genes import to_arch, uniform_genes
+
+    sampler = build_sampler(TINY, "uniform", seed=3, warmup_start_epoch=0)
+    rng = np.random.Generator(np.random.PCG64(3))
+    for epoch in (0, 0, 2, 5, 5, 9):
+        allowed = np.asarray(allowed_channel_genes(TINY, epoch, 0), dtype=np.int64)
+        assert sampler.sample(epoch) == to_arch(uniform_genes(rng, TINY.num_blocks, allowed, 1)[0], TINY)
+    assert sampler.count == 6
+
+
+def test_sampler_state_fields_fallbacks_and_errors():
+    window = default_window(SMALL)
+    a = build_sampler(SMALL, "random", seed=5, window=window, warmup_start_epoch=3)
+    for _ in range(4):
+        a.sample(0)  # before channel selection only scale 2.0: the window is out of reach
+    a.sample(30)
+    assert (a.count, a.warmup_fallbacks) == (5, 4)
+    state = a.state_dict()
+    assert set(state) == {"kind", "seed", "count", "warmup_fallbacks", "rng"}
+    assert (state["kind"], state["seed"], state["count"], state["warmup_fallbacks"]) == ("random", 5, 5, 4)
+    b = build_sampler(SMALL, "random", seed=0, window=window, warmup_start_epoch=3)
+    b.load_state_dict(state)
+    assert (b.seed, b.count, b.warmup_fallbacks) == (5, 5, 4)
+    older = {k: v for k, v in state.items() if k != "warmup_fallbacks"}  # a state from before the counter
+    b.load_state_dict(older)
+    assert b.warmup_fallbacks == 0
+    with pytest.raises(SposError) as e:
+        build_sampler(SMALL, "uniform").load_state_dict(state)
+    assert str(e.value) == "sampler state is for a 'random' sampler, this one is 'uniform'; resume with the same sampler kind"
+    with pytest.raises(SposError) as e:
+        b.load_state_dict({k: v for k, v in state.items() if k != "count"})
+    assert str(e.value) == ("sampler state is incomplete or corrupt (KeyError('count')); "
+                            "resume from another checkpoint")  # fmt: skip
+
+
+def test_strolling_state_fields_and_a_parents_shape_from_another_space():
+    window = default_window(SMALL)
+    fresh = build_sampler(SMALL, "strolling", seed=1, window=window, bin_macs=5e4, params_levels=3, train_rank=2)
+    state = fresh.state_dict()
+    assert state["parents"] is None  # no step yet
+    assert {k: state[k] for k in ("bin", "bin_dir", "level", "level_dir", "bin_macs", "params_levels", "train_rank")} == {
+        "bin": 0, "bin_dir": 1, "level": 0, "level_dir": 1, "bin_macs": 5e4, "params_levels": 3, "train_rank": 2}
+    fresh.sample(0)
+    state = fresh.state_dict()
+    assert np.asarray(state["parents"]).shape == (5, 2 * SMALL.num_blocks)
+    other = build_sampler(SMALL, "strolling", seed=1, window=window, bin_macs=5e4, params_levels=3, train_rank=2)
+    other.load_state_dict(state)
+    assert other.parents.dtype == np.int64 and (other.parents == fresh.parents).all()
+    state["parents"] = [row[:-2] for row in state["parents"]]
+    with pytest.raises(SposError) as e:
+        other.load_state_dict(state)
+    n = 2 * SMALL.num_blocks
+    assert str(e.value) == (f"strolling state has parents of shape [5, {n - 2}], this search space needs [5, {n}]; "
+                            "resume with the same search space")  # fmt: skip
+
+
+@pytest.mark.parametrize("levels, expected", [(1, [0, 0, 0, 0, 0]), (2, [1, 0, 1, 0, 1]), (3, [1, 2, 1, 0, 1]),
+                                              (4, [1, 2, 3, 2, 1])])  # fmt: skip
+def test_strolling_params_target_steps_level_by_level_and_back(levels, expected):
+    sampler = build_sampler(SMALL, "strolling", window=default_window(SMALL), params_levels=levels)
+    got = []
+    for _ in expected:
+        sampler._next_level()
+        got.append(sampler.level)
+    assert got == expected
+
+
+def test_unreachable_window_messages_give_the_reachable_ranges():
+    space = SearchSpace()
+    genes = usable_channel_genes(space, None)
+    (m_lo, m_hi), (p_lo, p_hi) = reachable_costs(space)
+    ranges = (f"what this search space can reach with channel scales 0.6..2.0: MACs {m_lo / 1e6:.3f}M..{m_hi / 1e6:.3f}M, "
+              f"params {p_lo / 1e6:.4f}M..{p_hi / 1e6:.4f}M (not every combination is reachable); move the window "
+              "inside that range")  # fmt: skip
+    assert genes[0] == 2 and genes[-1] == 9  # scales 0.6..2.0
+    outside = Bounds(max_macs=m_lo - 1)
+    with pytest.raises(SposError) as e:
+        build_sampler(space, "strolling", window=outside)
+    assert str(e.value) == f"the target window ({outside}) lies outside {ranges}"
+    corner = Bounds(max_macs=m_lo * 1.01, min_params=p_hi * 0.99)
+    with pytest.raises(SposError) as e:
+        build_sampler(space, "random", window=corner)
+    assert str(e.value) == (f"the target window ({corner}) is not reached by any path found in {ranges}, widen it, "
+                            "or use the strolling sampler, which reaches narrow windows and corners")  # fmt: skip
+
+
+def test_random_sampler_probe_rate_batches_and_bounded_tries(monkeypatch):
+    from spos.cost.table import BatchPricer
+    from spos.genes import uniform_genes
+    from spos.sampling.samplers import RandomSampler
+
+    window = default_window(TINY)
+    allowed = np.asarray(usable_channel_genes(TINY, None), dtype=np.int64)
+    probe = uniform_genes(np.random.default_rng(0), TINY.num_blocks, allowed, RandomSampler.PROBE_DRAWS)
+    hits = int(BatchPricer(TINY).inside(window, probe).sum())
+    assert 16 < hits < RandomSampler.PROBE_DRAWS
+    sampler = build_sampler(TINY, "random", window=window)
+    assert sampler._rate[tuple(allowed.tolist())] == hits / RandomSampler.PROBE_DRAWS
+    # Exactly as many probe hits as needed: reachable (at least PROBE_HITS, not more than).
+    monkeypatch.setattr(RandomSampler, "PROBE_HITS", hits)
+    build_sampler(TINY, "random", window=window)
+    monkeypatch.setattr(RandomSampler, "PROBE_HITS", hits + 1)
+    with pytest.raises(SposError, match="is not reached by any path found in"):
+        build_sampler(TINY, "random", window=window)
+    monkeypatch.undo()
+
+    # Batches of 4 / rate draws (16 to 8192), until MAX_TRIES draws found nothing.
+    key = tuple(allowed.tolist())
+    for rate, batch in ((1 / 64, 256), (0.5, 16), (1e-6, 8192)):
+        sampler._rate[key] = rate
+        sizes: list[int] = []
+
+        def miss(w, cand, sizes=sizes):  # every draw misses the window
+            sizes.append(len(cand))
+            return np.zeros(len(cand), bool)
+
+        monkeypatch.setattr(sampler._pricer, "inside", miss)
+        with pytest.raises(SposError) as e:
+            sampler.sample()
+        tries = -(-RandomSampler.MAX_TRIES // batch) * batch
+        assert set(sizes) == {batch} and len(sizes) == tries // batch
+        assert str(e.value).startswith(f"no path inside the window after {tries} uniform draws; the target window "
+                                       f"({window}) is not reached by any path found in what this search space can "
+                                       f"reach with channel scales 0.6..2.0: MACs")  # fmt: skip

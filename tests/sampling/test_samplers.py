@@ -424,3 +424,64 @@ def test_random_sampler_probe_rate_batches_and_bounded_tries(monkeypatch):
         assert str(e.value).startswith(f"no path inside the window after {tries} uniform draws; the target window "
                                        f"({window}) is not reached by any path found in what this search space can "
                                        f"reach with channel scales 0.6..2.0: MACs")  # fmt: skip
+
+
+def test_strolling_bins_cut_the_clipped_macs_range():
+    sampler = build_sampler(SMALL, "strolling", window=default_window(SMALL))
+    genes = SMALL.channel_genes
+
+    def cut(lo, hi, bin_macs=None):
+        sampler.bin_macs = bin_macs
+        sampler._ranges = lambda allowed: ((lo, hi), (0.0, 1.0))
+        return sampler.bins(genes)
+
+    assert cut(200e6, 300e6) == [(200e6 + 20e6 * i, 220e6 + 20e6 * i) for i in range(5)]  # 100M: 20M bins
+    assert len(cut(200e6, 299e6)) == 10  # narrower than 5 bins of 20M: 10 bins
+    assert cut(1e6, 1e6 + 5) == [(1e6 + 0.5 * i, 1e6 + 0.5 * (i + 1)) for i in range(10)]
+    assert cut(1e6, 1e6) == [(1e6, 1e6)]  # a single-MACs window: one empty-width bin
+    assert cut(0.0, 100.0, bin_macs=30) == [(0, 30), (30, 60), (60, 90), (90, 100)]  # the last one clipped
+    assert cut(0.0, 100.0, bin_macs=100) == [(0, 100)] == cut(0.0, 100.0, bin_macs=500)
+
+
+def test_strolling_ranges_clip_the_window_to_what_the_genes_reach():
+    from spos.cost.table import BatchPricer
+
+    (m0, m1), (p0, p1) = BatchPricer(SMALL).reachable(SMALL.channel_genes)
+    inner = Bounds(min_macs=m0 + 0.3 * (m1 - m0), max_macs=m0 + 0.7 * (m1 - m0),
+                   min_params=p0 + 0.3 * (p1 - p0), max_params=p0 + 0.7 * (p1 - p0))  # fmt: skip
+    genes = np.asarray(SMALL.channel_genes, dtype=np.int64)
+    sampler = build_sampler(SMALL, "strolling", window=inner)
+    assert sampler._ranges(genes) == ((inner.min_macs, inner.max_macs), (inner.min_params, inner.max_params))
+    open_top = Bounds(min_macs=inner.min_macs, min_params=inner.min_params)
+    assert build_sampler(SMALL, "strolling", window=open_top)._ranges(genes) == (
+        (inner.min_macs, m1), (inner.min_params, p1))  # fmt: skip
+    open_bottom = Bounds(max_macs=inner.max_macs, max_params=inner.max_params)
+    assert build_sampler(SMALL, "strolling", window=open_bottom)._ranges(genes) == (
+        (m0, inner.max_macs), (p0, inner.max_params))  # fmt: skip
+
+
+@pytest.mark.parametrize("parts", [2, 4])
+def test_strolling_starts_in_the_populations_bin_heading_for_the_far_end(parts):
+    import copy
+
+    from spos.cost.table import BatchPricer
+
+    genes = np.asarray(SMALL.channel_genes, dtype=np.int64)
+    pricer = BatchPricer(SMALL)
+    (lo, hi), _ = pricer.reachable(SMALL.channel_genes)
+    window = Bounds(min_macs=lo, max_macs=hi)  # the whole range: populations start anywhere
+    table = cost_table(SMALL)
+    starts = set()
+    for seed in range(8):
+        sampler = build_sampler(SMALL, "strolling", seed=seed, window=window, bin_macs=(hi - lo) / parts)
+        bins = sampler.bins(genes)
+        assert len(bins) == parts
+        parents = copy.deepcopy(sampler)._init_parents(genes)  # the population the first step places
+        start = float(np.median(pricer(parents)[0]))
+        first = next(i for i, (_, b_hi) in enumerate(bins) if start <= b_hi)
+        heading = -1 if first >= parts / 2 else 1
+        starts.add(first)
+        for b in (first, first + heading):  # the first two paths: the start bin, then the next one
+            b_lo, b_hi = bins[b]
+            assert b_lo <= table(sampler.sample()).macs <= b_hi
+    assert starts == ({0, 1} if parts == 2 else {1, 2})  # either half, so both headings

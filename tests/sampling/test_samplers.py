@@ -460,7 +460,7 @@ def test_strolling_ranges_clip_the_window_to_what_the_genes_reach():
         (m0, inner.max_macs), (p0, inner.max_params))  # fmt: skip
 
 
-@pytest.mark.parametrize("parts", [2, 4])
+@pytest.mark.parametrize("parts", [2, 4, 10])
 def test_strolling_starts_in_the_populations_bin_heading_for_the_far_end(parts):
     import copy
 
@@ -484,4 +484,152 @@ def test_strolling_starts_in_the_populations_bin_heading_for_the_far_end(parts):
         for b in (first, first + heading):  # the first two paths: the start bin, then the next one
             b_lo, b_hi = bins[b]
             assert b_lo <= table(sampler.sample()).macs <= b_hi
-    assert starts == ({0, 1} if parts == 2 else {1, 2})  # either half, so both headings
+    assert starts >= {2: {0, 1}, 4: {1, 2}, 10: {4, 5}}[parts]  # either half, so both headings
+
+
+def _strolling_with_pool(kids, m_range, p_range, parents=None, **options):
+    """A strolling sampler whose next step sees exactly ``parents`` + ``kids`` (gene rows), the
+    MACs range ``m_range`` as one bin and the params range ``p_range`` (what the window and the
+    children draw would give): the step's ranking alone decides what it trains."""
+    from spos.genes import uniform_genes
+
+    sampler = build_sampler(SMALL, "strolling", seed=0, window=default_window(SMALL), **options)
+    allowed = np.asarray(SMALL.channel_genes, dtype=np.int64)
+    if parents is None:
+        parents = uniform_genes(np.random.default_rng(99), SMALL.num_blocks, allowed, 5)
+    sampler.parents = np.asarray(parents, dtype=np.int64)
+    sampler.bin_macs = m_range[1] - m_range[0] + 1  # one bin: the whole range
+    sampler._ranges = lambda allowed: (m_range, p_range)
+    sampler._draw_children = lambda allowed, lo, hi: np.concatenate((sampler.parents, kids))
+    return sampler
+
+
+def _priced(n, seed=0):
+    from spos.cost.table import BatchPricer
+    from spos.genes import uniform_genes
+
+    genes = uniform_genes(np.random.default_rng(seed), SMALL.num_blocks,
+                          np.asarray(SMALL.channel_genes, dtype=np.int64), n)  # fmt: skip
+    genes = np.unique(genes, axis=0)
+    macs, params = BatchPricer(SMALL)(genes)
+    return genes, macs.astype(float), params.astype(float)
+
+
+def _arch(row):
+    from spos.genes import to_arch
+
+    return to_arch(row, SMALL)
+
+
+@pytest.mark.parametrize("levels, level", [(2, 1), (3, 1), (4, 2)])
+def test_strolling_trains_the_in_bin_child_nearest_the_params_target(levels, level):
+    genes, macs, params = _priced(200)
+    m_range = (macs.min(), macs.max())  # every child is in the bin
+    p_range = (np.quantile(params, 0.2), np.quantile(params, 0.9))
+    target = p_range[0] + (p_range[1] - p_range[0]) * level / (levels - 1)
+    rng = np.random.default_rng(levels)
+    kids = genes[rng.permutation(len(genes))[:11]]
+    kmacs, kparams = _priced_rows(kids)
+    order = np.lexsort((np.abs(kmacs[:10] - sum(m_range) / 2), np.abs(kparams[:10] - target)))
+    kids = np.concatenate((kids[order], kids[10:]))  # the best first, the 11th in-bin child last
+    sampler = _strolling_with_pool(kids, m_range, p_range, params_levels=levels)
+    sampler.level = level
+    assert sampler.sample() == _arch(kids[0])
+    assert (sampler.parents == kids[:5]).all()  # the best five become the parents
+    ranked = _strolling_with_pool(kids, m_range, p_range, params_levels=levels, train_rank=9)
+    ranked.level = level
+    assert ranked.sample() == _arch(kids[9])  # train_rank 9: the 10th of the 10 in-bin children
+
+
+def _priced_rows(rows):
+    from spos.cost.table import BatchPricer
+
+    macs, params = BatchPricer(SMALL)(np.asarray(rows))
+    return macs.astype(float), params.astype(float)
+
+
+@pytest.mark.parametrize("centre_kid_is_larger", [True, False])
+def test_strolling_breaks_params_ties_by_the_distance_to_the_bin_centre(centre_kid_is_larger):
+    genes, macs, params = _priced(400, seed=1)
+    by_params = np.argsort(params, kind="stable")
+    # Two children with adjacent params and different MACs: the params target halfway between
+    # them ties them; the bin is centred on one of them.
+    i = next(k for k in range(len(by_params) - 1)
+             if params[by_params[k]] < params[by_params[k + 1]] and macs[by_params[k]] != macs[by_params[k + 1]])  # fmt: skip
+    a, b = by_params[i], by_params[i + 1]
+    if (macs[a] > macs[b]) != centre_kid_is_larger:
+        a, b = b, a
+    target = (params[a] + params[b]) / 2
+    span = np.abs(macs - macs[a]).max() + 1
+    m_range = (macs[a] - span, macs[a] + span)  # centre: the MACs of a; every child inside
+    others = [k for k in by_params if k not in (a, b)][-8:]  # far from the target in params
+    kids = genes[[b, a, *others]]
+    sampler = _strolling_with_pool(kids, m_range, (target, params.max()), params_levels=2)
+    assert sampler.level == 0  # target = the params range's low end
+    assert sampler.sample() == _arch(genes[a])
+
+
+def test_strolling_never_trains_a_parent_and_tops_up_with_distinct_nearest_children():
+    genes, macs, params = _priced(300, seed=2)
+    by_macs = np.argsort(macs, kind="stable")
+    parents = genes[by_macs[150:155]]
+    kids_in = genes[by_macs[155:167]]  # 12 children, in the bin with the parents ...
+    m_range = (macs[by_macs[150]], macs[by_macs[166]])
+    p_range = (params[by_macs[152]], params.max())  # ... and the target is parent 2's params
+    sampler = _strolling_with_pool(kids_in, m_range, p_range, parents=parents, params_levels=2)
+    chosen = sampler.sample()
+    assert chosen in [_arch(k) for k in kids_in[:10]]
+    assert chosen not in [_arch(p) for p in parents]
+    # Only 3 children in the bin: the rest is topped up with the nearest other ones (children
+    # before parents), each candidate once.
+    parents = genes[by_macs[100:105]]
+    few = np.concatenate((genes[by_macs[150:153]], genes[by_macs[200:230]]))
+    m_range = (macs[by_macs[150]], macs[by_macs[152]])
+    topped = _strolling_with_pool(few, m_range, p_range, parents=parents, params_levels=2)
+    topped.sample()
+    assert len(np.unique(topped.parents, axis=0)) == 5
+    assert all(any((p == k).all() for k in few[:3]) for p in topped.parents[:3])  # the in-bin ones lead
+    # A bin index from a larger bin count (the allowed genes changed) is clamped, not an error.
+    topped.bin = 7
+    topped.sample()
+    assert topped.bin == 0
+    # train_rank past the candidates: the last one.
+    short = _strolling_with_pool(few[:3], m_range, p_range, parents=genes[by_macs[290:295]], params_levels=2,
+                                 train_rank=9)  # fmt: skip
+    assert short.sample() in [_arch(k) for k in (*few[:3], *genes[by_macs[290:295]])]
+
+
+def test_strolling_children_cross_two_distinct_parents_uniformly():
+    from spos.cost.table import BatchPricer
+
+    (lo, _), _ = BatchPricer(SMALL).reachable(SMALL.channel_genes)
+    sampler = build_sampler(SMALL, "strolling", seed=4, window=Bounds(min_macs=lo))  # every path inside
+    sampler.MUTATION = 0.0  # children are pure crossovers
+    n = SMALL.num_blocks
+    allowed = np.asarray(SMALL.channel_genes, dtype=np.int64)
+    # Parent p's channel gene at position c is 2 + (p + c) % 5: each gene names its parent.
+    sampler.parents = np.asarray([[p % 4] * n + [2 + (p + c) % 5 for c in range(n)] for p in range(5)], dtype=np.int64)
+    pools = [sampler._draw_children(allowed, np.inf, np.inf) for _ in range(2)]  # no child in the bin:
+    pairs, one_parent = Counter(), 0  # every batch is drawn
+    for pool in pools:
+        assert (pool[:5] == sampler.parents).all() and len(pool) == 5 + sampler.BATCH * sampler.MAX_BATCHES
+        for start in range(5, len(pool), sampler.BATCH):
+            batch_pairs = set()
+            for kid in pool[start : start + sampler.BATCH]:
+                who = {int((g - 2 - c) % 5) for c, g in enumerate(kid[n:])}
+                assert len(who) <= 2
+                if len(who) == 1:
+                    one_parent += 1
+                    continue
+                i, j = sorted(who)
+                assert all(b in (i % 4, j % 4) for b in kid[:n])  # block genes from the same two
+                pairs[i, j] += 1
+                batch_pairs.add((i, j))
+            assert len(batch_pairs) >= 7  # each child picks its own pair
+    kids = sum(len(p) - 5 for p in pools)
+    assert one_parent / kids < 0.12  # 2 / 2^5 of uniform crossovers take every channel from one
+    assert set(pairs) == {(i, j) for i in range(5) for j in range(i + 1, 5)}
+    assert all(0.08 < c / sum(pairs.values()) < 0.12 for c in pairs.values())  # every pair alike
+    # Drawing stops as soon as CHILDREN children lie in the bin.
+    sampler.BATCH, sampler.MAX_BATCHES = 1, 1000
+    assert len(sampler._draw_children(allowed, 0, np.inf)) == 5 + sampler.CHILDREN

@@ -633,3 +633,43 @@ def test_strolling_children_cross_two_distinct_parents_uniformly():
     # Drawing stops as soon as CHILDREN children lie in the bin.
     sampler.BATCH, sampler.MAX_BATCHES = 1, 1000
     assert len(sampler._draw_children(allowed, 0, np.inf)) == 5 + sampler.CHILDREN
+
+
+def test_strolling_walk_ping_pongs_over_the_bins_and_steps_the_level_at_each_end():
+    sampler = build_sampler(SMALL, "strolling", window=default_window(SMALL), params_levels=3)
+
+    def walk(k, start, heading, steps):
+        sampler.bin, sampler.bin_dir, sampler.level, sampler.level_dir = start, heading, 0, 1
+        out = []
+        for _ in range(steps):
+            sampler._advance(k)
+            out.append((sampler.bin, sampler.bin_dir, sampler.level))
+        return out
+
+    assert walk(4, 0, 1, 7) == [(1, 1, 0), (2, 1, 0), (3, -1, 1), (2, -1, 1), (1, -1, 1), (0, 1, 2), (1, 1, 2)]
+    assert walk(2, 0, 1, 4) == [(1, -1, 1), (0, 1, 2), (1, -1, 1), (0, 1, 0)]
+    assert walk(1, 0, 1, 4) == [(0, 1, 1), (0, 1, 2), (0, 1, 1), (0, 1, 0)]  # one bin: every step a turn
+    # After the bin count shrank (the allowed genes changed) the walk turns back inside.
+    assert walk(4, 6, 1, 2) == [(3, -1, 1), (2, -1, 1)]
+    assert walk(4, 3, 1, 1) == [(2, -1, 0)]
+    assert walk(4, 0, -1, 1) == [(1, 1, 0)]
+
+
+def test_strolling_counts_children_in_the_bin_inclusively_and_stops_at_children():
+    genes, macs, _ = _priced(50, seed=5)
+    sampler = build_sampler(SMALL, "strolling", seed=2, window=default_window(SMALL))
+    allowed = np.asarray(SMALL.channel_genes, dtype=np.int64)
+    one = genes[int(np.argmin(np.abs(macs - np.median(macs))))]
+    sampler.window = Bounds(min_macs=float(macs.min()) - 1)  # every child is in the window
+    sampler.parents = np.repeat(one[None], 5, axis=0)  # identical parents: every child is `one`
+    sampler.MUTATION, sampler.BATCH, sampler.MAX_BATCHES = 0.0, 1, 1000
+    x = float(_priced_rows(one[None])[0][0])
+    pool = sampler._draw_children(allowed, x, x)  # a bin of one MACs value, hit by every child
+    assert len(pool) == 5 + sampler.CHILDREN
+    sampler.parents = genes[:5]
+    sampler.MUTATION = 0.1
+    lo, hi = np.quantile(macs, [0.4, 0.6])
+    pool = sampler._draw_children(allowed, lo, hi)
+    kid_macs = _priced_rows(pool[5:])[0]
+    in_bin = (kid_macs >= lo) & (kid_macs <= hi)
+    assert in_bin.sum() == sampler.CHILDREN and in_bin[-1]  # the last child drawn was the 10th in the bin

@@ -673,3 +673,56 @@ def test_strolling_counts_children_in_the_bin_inclusively_and_stops_at_children(
     kid_macs = _priced_rows(pool[5:])[0]
     in_bin = (kid_macs >= lo) & (kid_macs <= hi)
     assert in_bin.sum() == sampler.CHILDREN and in_bin[-1]  # the last child drawn was the 10th in the bin
+
+
+def test_strolling_options_defaults_and_their_messages():
+    window = default_window(SMALL)
+    state = build_sampler(SMALL, "strolling", window=window).state_dict()
+    assert (state["bin_macs"], state["params_levels"], state["train_rank"]) == (None, 5, 0)
+    build_sampler(SMALL, "strolling", window=window, bin_macs=0.5, params_levels=1, train_rank=9)  # all allowed
+    for options, message in (({"bin_macs": 0}, "bin_macs must be positive, got 0"),
+                             ({"params_levels": 0}, "params_levels must be at least 1, got 0"),
+                             ({"train_rank": 10}, "train_rank must be in 0..9, got 10"),
+                             ({"train_rank": -1}, "train_rank must be in 0..9, got -1")):  # fmt: skip
+        with pytest.raises(SposError) as e:
+            build_sampler(SMALL, "strolling", window=window, **options)
+        assert str(e.value) == message
+    narrow = build_sampler(SMALL, "strolling", window=window, min_channel_gene=4)
+    assert narrow.full_genes == (4, 5, 6, 7, 8, 9)
+    assert all(min(narrow.sample(40).channels) >= 4 for _ in range(20))
+    assert repr(build_sampler(SMALL, "random", seed=5, window=window)) == f"RandomSampler(seed=5, window={window}, count=0)"
+
+
+def test_sample_and_sample_step_default_to_epoch_0_of_the_warm_up():
+    for draw in ("sample", "sample_step"):
+        sampler = build_sampler(TINY, "uniform", seed=1, warmup_start_epoch=0)
+        got = [getattr(sampler, draw)() for _ in range(200)]
+        archs = got if draw == "sample" else [a for step in got for a in step]
+        assert {c for a in archs for c in a.channels} == {8, 9}  # epoch 0 of the warm-up: scales 1.8, 2.0
+
+
+def test_climbing_reaches_a_params_corner_and_returns_only_paths_inside_every_bound():
+    from spos.cost.table import BatchPricer
+    from spos.genes import uniform_genes
+    from spos.sampling.samplers import climb_into_window
+
+    pricer = BatchPricer(SMALL)
+    (m0, m1), (p0, p1) = pricer.reachable(SMALL.channel_genes)
+    allowed = np.asarray(SMALL.channel_genes, dtype=np.int64)
+    corner = Bounds(max_params=p0 + 0.01 * (p1 - p0))  # 1% of the params range: uniform draws never hit it
+    uniform = uniform_genes(np.random.default_rng(0), SMALL.num_blocks, allowed, 1 << 15)
+    assert not pricer.inside(corner, uniform).any()
+    found = climb_into_window(pricer, corner, allowed, np.random.default_rng(1), need=5)
+    assert found.shape == (5, 2 * SMALL.num_blocks) and found.dtype == np.int64 and pricer.inside(corner, found).all()
+    sampler = build_sampler(SMALL, "strolling", window=corner)
+    assert all(pricer.inside(corner, np.asarray([[*a.blocks, *a.channels]])).all() for a in
+               (sampler.sample() for _ in range(5)))  # fmt: skip
+    # A Σ score bound is checked too, although the climb only minimises MACs and params excess:
+    # half the paths in this MACs band break it.
+    from spos.cost.counting import sigma_score
+
+    band = Bounds(min_macs=m0 + 0.4 * (m1 - m0), max_macs=m0 + 0.6 * (m1 - m0))
+    macs, params = pricer(uniform[pricer.inside(band, uniform)])
+    scored = Bounds(min_macs=band.min_macs, max_macs=band.max_macs, max_score=float(np.median(sigma_score(macs, params))))
+    found = climb_into_window(pricer, scored, allowed, np.random.default_rng(2), need=40)
+    assert len(found) == 40 and pricer.inside(scored, found).all()

@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 
 from spos.cli import main
 from spos.cost.bounds import Bounds
-from spos.cost.counting import Costs
-from spos.cost.table import cost_table, reachable_costs
+from spos.cost.counting import Costs, sigma_score
+from spos.cost.model import arch_genes
+from spos.cost.table import BatchPricer, cost_table, reachable_costs
 from spos.errors import SposError
-from spos.genes import sample
+from spos.genes import sample, to_arch, uniform_genes
 from spos.sampling.coverage import SPEC_WINDOW, compare_samplers, default_window, sampling_coverage
-from spos.sampling.samplers import KINDS, build_sampler
+from spos.sampling.samplers import KINDS, RandomSampler, build_sampler, climb_into_window
 from spos.sampling.schedule import allowed_channel_genes, usable_channel_genes
 from spos.space import SearchSpace
 
@@ -300,7 +301,6 @@ def test_a_minimum_channel_gene_keeps_the_genes_at_or_above_it_or_names_the_allo
 
 
 def test_uniform_sampler_makes_one_seeded_draw_per_step():
-    from spos.genes import to_arch, uniform_genes
 
     sampler = build_sampler(TINY, "uniform", seed=3, warmup_start_epoch=0)
     rng = np.random.Generator(np.random.PCG64(3))
@@ -387,9 +387,6 @@ def test_unreachable_window_messages_give_the_reachable_ranges():
 
 
 def test_random_sampler_probe_rate_batches_and_bounded_tries(monkeypatch):
-    from spos.cost.table import BatchPricer
-    from spos.genes import uniform_genes
-    from spos.sampling.samplers import RandomSampler
 
     window = default_window(TINY)
     allowed = np.asarray(usable_channel_genes(TINY, None), dtype=np.int64)
@@ -444,7 +441,6 @@ def test_strolling_bins_cut_the_clipped_macs_range():
 
 
 def test_strolling_ranges_clip_the_window_to_what_the_genes_reach():
-    from spos.cost.table import BatchPricer
 
     (m0, m1), (p0, p1) = BatchPricer(SMALL).reachable(SMALL.channel_genes)
     inner = Bounds(min_macs=m0 + 0.3 * (m1 - m0), max_macs=m0 + 0.7 * (m1 - m0),
@@ -464,7 +460,6 @@ def test_strolling_ranges_clip_the_window_to_what_the_genes_reach():
 def test_strolling_starts_in_the_populations_bin_heading_for_the_far_end(parts):
     import copy
 
-    from spos.cost.table import BatchPricer
 
     genes = np.asarray(SMALL.channel_genes, dtype=np.int64)
     pricer = BatchPricer(SMALL)
@@ -491,7 +486,6 @@ def _strolling_with_pool(kids, m_range, p_range, parents=None, **options):
     """A strolling sampler whose next step sees exactly ``parents`` + ``kids`` (gene rows), the
     MACs range ``m_range`` as one bin and the params range ``p_range`` (what the window and the
     children draw would give): the step's ranking alone decides what it trains."""
-    from spos.genes import uniform_genes
 
     sampler = build_sampler(SMALL, "strolling", seed=0, window=default_window(SMALL), **options)
     allowed = np.asarray(SMALL.channel_genes, dtype=np.int64)
@@ -504,19 +498,19 @@ def _strolling_with_pool(kids, m_range, p_range, parents=None, **options):
     return sampler
 
 
-def _priced(n, seed=0):
-    from spos.cost.table import BatchPricer
-    from spos.genes import uniform_genes
+def _priced_rows(rows):
+    macs, params = BatchPricer(SMALL)(np.asarray(rows))
+    return macs.astype(float), params.astype(float)
 
+
+def _priced(n, seed=0):
     genes = uniform_genes(np.random.default_rng(seed), SMALL.num_blocks,
                           np.asarray(SMALL.channel_genes, dtype=np.int64), n)  # fmt: skip
     genes = np.unique(genes, axis=0)
-    macs, params = BatchPricer(SMALL)(genes)
-    return genes, macs.astype(float), params.astype(float)
+    return genes, *_priced_rows(genes)
 
 
 def _arch(row):
-    from spos.genes import to_arch
 
     return to_arch(row, SMALL)
 
@@ -539,13 +533,6 @@ def test_strolling_trains_the_in_bin_child_nearest_the_params_target(levels, lev
     ranked = _strolling_with_pool(kids, m_range, p_range, params_levels=levels, train_rank=9)
     ranked.level = level
     assert ranked.sample() == _arch(kids[9])  # train_rank 9: the 10th of the 10 in-bin children
-
-
-def _priced_rows(rows):
-    from spos.cost.table import BatchPricer
-
-    macs, params = BatchPricer(SMALL)(np.asarray(rows))
-    return macs.astype(float), params.astype(float)
 
 
 @pytest.mark.parametrize("centre_kid_is_larger", [True, False])
@@ -600,7 +587,6 @@ def test_strolling_never_trains_a_parent_and_tops_up_with_distinct_nearest_child
 
 
 def test_strolling_children_cross_two_distinct_parents_uniformly():
-    from spos.cost.table import BatchPricer
 
     (lo, _), _ = BatchPricer(SMALL).reachable(SMALL.channel_genes)
     sampler = build_sampler(SMALL, "strolling", seed=4, window=Bounds(min_macs=lo))  # every path inside
@@ -702,9 +688,6 @@ def test_sample_and_sample_step_default_to_epoch_0_of_the_warm_up():
 
 
 def test_climbing_reaches_a_params_corner_and_returns_only_paths_inside_every_bound():
-    from spos.cost.table import BatchPricer
-    from spos.genes import uniform_genes
-    from spos.sampling.samplers import climb_into_window
 
     pricer = BatchPricer(SMALL)
     (m0, m1), (p0, p1) = pricer.reachable(SMALL.channel_genes)
@@ -715,12 +698,10 @@ def test_climbing_reaches_a_params_corner_and_returns_only_paths_inside_every_bo
     found = climb_into_window(pricer, corner, allowed, np.random.default_rng(1), need=5)
     assert found.shape == (5, 2 * SMALL.num_blocks) and found.dtype == np.int64 and pricer.inside(corner, found).all()
     sampler = build_sampler(SMALL, "strolling", window=corner)
-    assert all(pricer.inside(corner, np.asarray([[*a.blocks, *a.channels]])).all() for a in
+    assert all(pricer.inside(corner, arch_genes([a])).all() for a in
                (sampler.sample() for _ in range(5)))  # fmt: skip
     # A Σ score bound is checked too, although the climb only minimises MACs and params excess:
     # half the paths in this MACs band break it.
-    from spos.cost.counting import sigma_score
-
     band = Bounds(min_macs=m0 + 0.4 * (m1 - m0), max_macs=m0 + 0.6 * (m1 - m0))
     macs, params = pricer(uniform[pricer.inside(band, uniform)])
     scored = Bounds(min_macs=band.min_macs, max_macs=band.max_macs, max_score=float(np.median(sigma_score(macs, params))))

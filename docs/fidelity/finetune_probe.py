@@ -19,6 +19,7 @@ each step's top-1 and loss against the stand-alone mean, and writes every score 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import time
@@ -77,21 +78,8 @@ def finetune_scores(supernet, arch, evaluator, images, labels, steps: list[int],
 
 @torch.no_grad()
 def score(net, evaluator: Evaluator) -> tuple[float, float]:
-    """The Evaluator's score of an already-built subnet (copy, recalibrate, held-out top-1)."""
-    from spos.nn.bn import recalibrate_bn
-
-    net = __import__("copy").deepcopy(net)
-    data = evaluator.data
-    recalibrate_bn(net, data.recal_images, evaluator.batch_size)
-    net.eval()
-    correct, loss = 0, 0.0
-    for start in range(0, len(data.holdout_labels), evaluator.batch_size):
-        logits = net(data.holdout_images[start : start + evaluator.batch_size])
-        y = data.holdout_labels[start : start + evaluator.batch_size]
-        correct += int((logits.argmax(1) == y).sum())
-        loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-    n = len(data.holdout_labels)
-    return correct / n, loss / n
+    """The Evaluator's score of an already-built subnet, on a copy (its BN is recalibrated)."""
+    return evaluator.score_net(copy.deepcopy(net))
 
 
 def report(rows: dict, truth: dict, steps: list[int]) -> None:

@@ -72,3 +72,27 @@ def test_evaluator_is_top1_of_the_recalibrated_subnet_and_leaves_the_supernet_al
     assert Evaluator(supernet, own_data, 16, channels_last).accuracy(arch) == 1.0
     after = supernet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_score_net_scores_a_changed_subnet_not_the_supernets_weights(supernet, tiny_space):
+    g = torch.Generator().manual_seed(2)
+    recal, images = torch.randn(24, 3, 32, 32, generator=g), torch.randn(40, 3, 32, 32, generator=g)
+    arch = Arch((1, 3, 0, 2, 1), (6, 2, 8, 4, 9), tiny_space.stage_depths)
+    labels = reference_logits(supernet, arch, recal, images).argmax(1)
+    evaluator = Evaluator(supernet, SearchData(recal, images, labels), batch_size=24)
+    # The subnet as copied out scores as score(arch) does: every label is its own prediction.
+    assert evaluator.score_net(supernet.subnet(arch)) == evaluator.score(arch)
+    assert evaluator.score(arch)[0] == 1.0
+    # A subnet whose classifier was changed after the copy is scored as it is now: with the
+    # bias of the class it predicts least pushed far up, it predicts that class everywhere.
+    net = supernet.subnet(arch)
+    with torch.no_grad():
+        last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+        least = int(torch.bincount(labels, minlength=10).argmin())
+        last.bias[least] += 1e4
+    acc, loss = evaluator.score_net(net)
+    assert acc == pytest.approx((labels == least).float().mean().item())
+    assert loss > 10.0
+    # Its BN statistics were recalibrated in place on the recalibration images.
+    bn = next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+    assert not torch.equal(bn.running_var, torch.ones_like(bn.running_var))

@@ -47,7 +47,13 @@ class Evaluator:
     @torch.no_grad()
     def score(self, arch: Arch) -> tuple[float, float]:
         """Top-1 (a fraction) and mean cross-entropy (nats) of ``arch`` on the held-out split."""
-        net = self.supernet.subnet(arch)
+        return self.score_net(self.supernet.subnet(arch))
+
+    @torch.no_grad()
+    def score_net(self, net: torch.nn.Module) -> tuple[float, float]:
+        """:meth:`score` of an already-built subnet ``net`` (e.g. weights copied out of the
+        supernet and then changed): its BN statistics are recalibrated in place, then top-1 and
+        mean cross-entropy on the held-out split."""
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
         recalibrate_bn(net, self.data.recal_images, self.batch_size)

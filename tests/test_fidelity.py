@@ -178,3 +178,25 @@ def test_space_hash_keys_are_stable_for_equal_spaces():
 
     assert config_hash(SearchSpace().to_dict()) == config_hash(SearchSpace().to_dict())
     assert config_hash(SearchSpace().to_dict()) != config_hash(SearchSpace(use_se=True).to_dict())
+
+
+def test_window_flags_replace_the_supernets_window_and_bad_ones_fail_before_training(pipeline_run, tmp_path, capsys):
+    run, _ = pipeline_run
+    space = SearchSpace.from_options({**TINY_SPACE, "input_channels": 1, "num_classes": 10})
+    table = cost_table(space)
+    macs = sorted(table(a).macs for a in pick_archs(space, Bounds(max_macs=300_000), 40, pool=5000))
+    lo, hi = macs[len(macs) // 4], macs[3 * len(macs) // 4]  # the middle half of the pipeline's window
+    out, store = tmp_path / "fid", tmp_path / "store.sqlite"
+    args = _args(run, out, store, "--min-macs", f"{lo / 1e3}k", "--max-macs", str(hi), "--seeds", "1")
+    assert main(args) == 0
+    summary = json.loads((out / "fidelity.json").read_text())
+    random = [r for r in summary["rows"] if r["role"] == "random"]
+    assert len(random) == 4 and all(lo <= r["macs"] <= hi for r in random)
+    assert summary["window"] == str(Bounds(min_macs=lo, max_macs=hi))
+    capsys.readouterr()
+    # Bounds the wrong way round: one line naming them, and nothing trained.
+    bad = tmp_path / "bad"
+    assert main(_args(run, bad, tmp_path / "bad.sqlite", "--min-macs", "2M", "--max-macs", "1M")) != 0
+    err = capsys.readouterr().err
+    assert "MACs" in err and "Traceback" not in err
+    assert not (bad / "runs").exists()

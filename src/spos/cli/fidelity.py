@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 from ..errors import SposError
+from .common import amount
 
 EXAMPLES = """examples:
   spos fidelity --pipeline runs/demo                      # the demo run: K=16 archs, 2 seeds
   spos fidelity --pipeline runs/demo --epochs 2 --out runs/demo/fidelity-e2   # a shorter recipe
+  spos fidelity --pipeline runs/demo --min-macs 0.75M --max-macs 1.5M --out runs/demo/fidelity-wide
   spos fidelity --pipeline runs/demo --supernet runs/fair/final.pt --search runs/fair-search --fitness loss
 """
 
@@ -28,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search", help="check this search folder's winner (default: the pipeline's)")
     p.add_argument("--archs", type=int, default=16, help="K random archs in the window (default: 16)")
     p.add_argument("--seeds", type=int, default=2, help="R stand-alone seeds per arch (default: 2)")
+    w = p.add_argument_group("window (any bound given replaces the supernet's sampling window)")
+    for key in ("min-macs", "max-macs", "min-params", "max-params"):
+        w.add_argument(f"--{key}", type=amount, help="e.g. 0.9M (default: the supernet's window)")
     p.add_argument("--epochs", type=int, help="stand-alone epochs (default: the pipeline's subnet section)")
     p.add_argument("--rescore", type=int, default=2, help="extra recalibration subsets per arch (default: 2)")
     p.add_argument("--recal-images", type=int, help="BN recalibration images (default: the search's)")
@@ -51,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["recipe"] = {"epochs": args.epochs}
     if args.fitness is not None:
         overrides["fitness"] = args.fitness
+    window = {k: getattr(args, k) for k in ("min_macs", "max_macs", "min_params", "max_params")}
+    if any(v is not None for v in window.values()):
+        overrides["window"] = {k: v for k, v in window.items() if v is not None}
     inputs, config = from_pipeline(args.pipeline, overrides)
     scoring = dict(config.scoring)
     for key in ("recal_images", "holdout"):

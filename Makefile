@@ -39,7 +39,8 @@ mutants: $(STAMP)
 demo: $(STAMP) data
 	$(BIN)/spos pipeline --config fashion-mnist --out runs/demo --resume
 
-# How well the demo's supernet ranks archs: 16 random archs in its window + the search winner,
+# How well the demo's supernet ranks archs: 16 random archs under the search's budget (every arch
+# it could pick; `--min-macs 0.9M --max-macs 1.2M`: the supernet's validation window) + the winner,
 # each trained from scratch for 2 seeds with the pipeline's own subnet recipe (5 epochs; a
 # 2-epoch recipe does not rank like it: docs/fidelity.md). Stand-alone results are stored once in
 # runs/demo/spos-store.sqlite; docs/fidelity/spos-store.sqlite holds the measured ones (copy it

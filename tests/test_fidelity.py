@@ -200,3 +200,32 @@ def test_window_flags_replace_the_supernets_window_and_bad_ones_fail_before_trai
     err = capsys.readouterr().err
     assert "MACs" in err and "Traceback" not in err
     assert not (bad / "runs").exists()
+
+
+def test_the_default_window_is_the_searchs_own_bounds_else_the_supernets_window(tmp_path):
+    from spos.fidelity import from_pipeline
+
+    run = tmp_path / "run"
+    (run / "supernet").mkdir(parents=True)
+    (run / "supernet" / "final.pt").write_bytes(b"")  # from_pipeline only reads the configs
+    cfg = {"data": "builtin", "budget_macs": 1.2e6, "search": {"holdout": 300},
+           "supernet": {"window": {"min_macs": 0.9e6, "max_macs": 1.2e6}}, "subnet": {"epochs": 5}}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    # No finished search: the supernet's sampling window.
+    inputs, config = from_pipeline(run)
+    assert config.window == {"min_macs": 0.9e6, "max_macs": 1.2e6} and inputs.search_dir is None
+    # A finished search: every arch it could pick (its bounds; unset ones and latency dropped).
+    (run / "search").mkdir()
+    (run / "search" / "best.json").write_text('{"best": {"arch": "x"}}')
+    (run / "search" / "config.yaml").write_text(yaml.safe_dump(
+        {"max_macs": 1.2e6, "min_macs": None, "max_params": 6e5, "max_latency_ms": 3.0, "recal_images": 10}))
+    inputs, config = from_pipeline(run)
+    assert config.window == {"max_macs": 1.2e6, "max_params": 6e5} and inputs.search_dir == run / "search"
+    assert config.recipe == {"epochs": 5} and config.scoring["holdout"] == 300
+    # An explicit window (the CLI's --min-macs ...) wins over both.
+    _, config = from_pipeline(run, {"window": {"min_macs": 1e6}})
+    assert config.window == {"min_macs": 1e6}
+    # A search with no cost bound, and no supernet window: the pipeline's budget.
+    (run / "search" / "config.yaml").write_text(yaml.safe_dump({"max_macs": None}))
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "supernet": {}}))
+    assert from_pipeline(run)[1].window == {"max_macs": 1.2e6}

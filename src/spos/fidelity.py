@@ -361,8 +361,9 @@ class FidelityInputs:
 
 def from_pipeline(pipeline_dir: str | os.PathLike, overrides: dict | None = None) -> tuple[FidelityInputs, FidelityConfig]:
     """Inputs and config of a fidelity check on a ``spos pipeline`` folder: its supernet, its
-    search's winner, its ``subnet`` section as the recipe, its search's scoring settings and its
-    supernet's sampling window (else the search's MACs budget) as the window."""
+    search's winner, its ``subnet`` section as the recipe, its search's scoring settings, and as
+    the window the search's own bounds (every arch it could have picked, so that the winner is
+    compared with random archs under the same budget), else the supernet's sampling window."""
     folder = Path(pipeline_dir)
     if not (folder / "supernet" / "final.pt").is_file():
         raise SposError(f"{folder} holds no finished pipeline supernet (supernet/final.pt); run "
@@ -371,8 +372,8 @@ def from_pipeline(pipeline_dir: str | os.PathLike, overrides: dict | None = None
     search = dict(cfg.get("search") or {})
     scoring = {k: search[k] for k in ("recal_images", "holdout", "batch_size") if k in search}
     scoring["seed"] = int(cfg.get("seed", 0))
-    window = (cfg.get("supernet") or {}).get("window")
-    if not window and cfg.get("budget_macs") is not None:
+    window = _search_window(folder / "search") or (cfg.get("supernet") or {}).get("window")
+    if not window and isinstance(cfg.get("budget_macs"), (int, float)):
         window = {"max_macs": float(cfg["budget_macs"])}
     base = {"recipe": dict(cfg.get("subnet") or {}), "scoring": scoring, "window": window,
             "fitness": "loss" if search.get("fitness") == "loss" else "acc"}
@@ -450,6 +451,19 @@ def _run_fidelity(inputs, config, out: Path, store_path, dev, rank: int, command
     log(format_summary(summary))
     _barrier()
     return summary
+
+
+#: The search bounds a fidelity window keeps (a latency bound needs the search's latency tables).
+WINDOW_KEYS = ("min_macs", "max_macs", "min_params", "max_params", "max_score")
+
+
+def _search_window(search_dir: Path) -> dict | None:
+    """The cost bounds of a finished search (its config.yaml), or None if it set none."""
+    path = search_dir / "config.yaml"
+    if not (search_dir / "best.json").is_file() or not path.is_file():
+        return None
+    cfg = load_yaml_config(path)
+    return {k: float(cfg[k]) for k in WINDOW_KEYS if cfg.get(k) is not None} or None
 
 
 def _winner(search_dir: Path | None, space: SearchSpace) -> Arch | None:

@@ -15,7 +15,6 @@ EXAMPLES = """examples:
   spos fidelity --pipeline runs/demo                      # the demo run: K=16 archs, 2 seeds
   spos fidelity --pipeline runs/demo --epochs 2 --out runs/demo/fidelity-e2   # a shorter recipe
   spos fidelity --pipeline runs/demo --min-macs 0.75M --max-macs 1.5M --out runs/demo/fidelity-wide
-  spos fidelity --pipeline runs/demo --supernet runs/fair/final.pt --search runs/fair-search --fitness loss
 """
 
 

@@ -76,7 +76,6 @@ def finetune_scores(supernet, arch, evaluator, images, labels, steps: list[int],
     return out
 
 
-@torch.no_grad()
 def score(net, evaluator: Evaluator) -> tuple[float, float]:
     """The Evaluator's score of an already-built subnet, on a copy (its BN is recalibrated)."""
     return evaluator.score_net(copy.deepcopy(net))

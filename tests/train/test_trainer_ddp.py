@@ -119,7 +119,7 @@ def test_several_paths_per_step_under_two_gloo_ranks_match_one_process(tmp_path,
     # float summation order shows (1e-7 after 2 steps, up to 1% after 4). At 0.005 they agree on
     # some hosts after 4 steps, but not on all: one AMD EPYC host measured (fair) a max weight
     # difference of 1.5e-8 / 1.2e-7 / 4.3e-7 after 1 / 2 / 3 steps, then 1.1e-4 after the 4th.
-    # 3 steps: a wrong reduction or gradient scale shows from the first step (~1e-3).
+    # 3 steps still catch a wrong reduction (checked: dropping the division by the world size fails it).
     folder = write_fashion(tmp_path / "fm", n_train=256, n_val=32)
     monkeypatch.setenv("SPOS_DATA", str(folder))
     rule = {**rule, "lr": 0.005, "max_steps": 3}

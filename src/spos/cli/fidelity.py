@@ -29,9 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search", help="check this search folder's winner (default: the pipeline's)")
     p.add_argument("--archs", type=int, default=16, help="K random archs in the window (default: 16)")
     p.add_argument("--seeds", type=int, default=2, help="R stand-alone seeds per arch (default: 2)")
-    w = p.add_argument_group("window (any bound given replaces the supernet's sampling window)")
+    w = p.add_argument_group("window (any bound given replaces the default: the search's bounds, else the supernet's window)")
     for key in ("min-macs", "max-macs", "min-params", "max-params"):
-        w.add_argument(f"--{key}", type=amount, help="e.g. 0.9M (default: the supernet's window)")
+        w.add_argument(f"--{key}", type=amount, help="e.g. 0.9M (default: the search's bounds)")
     p.add_argument("--epochs", type=int, help="stand-alone epochs (default: the pipeline's subnet section)")
     p.add_argument("--rescore", type=int, default=2, help="extra recalibration subsets per arch (default: 2)")
     p.add_argument("--recal-images", type=int, help="BN recalibration images (default: the search's)")

@@ -18,6 +18,7 @@ from scipy.stats import kendalltau, spearmanr
 from spos.cli import main
 from spos.cost.bounds import Bounds
 from spos.cost.table import cost_table
+from spos.errors import SposError
 from spos.fidelity import pick_archs, ranking_stats, winner_vs_random
 from spos.space import SearchSpace
 
@@ -229,3 +230,28 @@ def test_the_default_window_is_the_searchs_own_bounds_else_the_supernets_window(
     (run / "search" / "config.yaml").write_text(yaml.safe_dump({"max_macs": None}))
     (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "supernet": {}}))
     assert from_pipeline(run)[1].window == {"max_macs": 1.2e6}
+
+
+def test_another_search_brings_its_own_window_and_another_supernet_needs_no_pipeline_supernet(tmp_path):
+    from spos.fidelity import from_pipeline
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": "builtin", "budget_macs": 1.2e6, "subnet": {"epochs": 5}}))
+    with pytest.raises(SposError, match="run `spos pipeline --out .*` first or pass --supernet FILE"):
+        from_pipeline(run)
+    net = tmp_path / "lever.pt"
+    with pytest.raises(SposError, match="no supernet file .*lever.pt; pass an existing file"):
+        from_pipeline(run, supernet=net)
+    net.write_bytes(b"")  # from_pipeline only reads the configs
+    for name, bound in (("search", 1.2e6), ("other", 0.8e6)):
+        (run / name).mkdir()
+        (run / name / "best.json").write_text('{"best": {"arch": "x"}}')
+        (run / name / "config.yaml").write_text(yaml.safe_dump({"max_macs": bound}))
+    inputs, config = from_pipeline(run, supernet=net)
+    assert inputs.supernet == net and inputs.search_dir == run / "search" and config.window == {"max_macs": 1.2e6}
+    # The search checked is the one whose bounds make the window, not the pipeline's own.
+    inputs, config = from_pipeline(run, supernet=net, search=run / "other")
+    assert inputs.search_dir == run / "other" and config.window == {"max_macs": 0.8e6}
+    with pytest.raises(SposError, match="holds no finished search"):
+        from_pipeline(run, supernet=net, search=tmp_path / "nowhere")

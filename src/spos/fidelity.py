@@ -359,29 +359,41 @@ class FidelityInputs:
     pipeline_dir: Path | None = None
 
 
-def from_pipeline(pipeline_dir: str | os.PathLike, overrides: dict | None = None) -> tuple[FidelityInputs, FidelityConfig]:
+def from_pipeline(
+    pipeline_dir: str | os.PathLike,
+    overrides: dict | None = None,
+    *,
+    supernet: str | os.PathLike | None = None,
+    search: str | os.PathLike | None = None,
+) -> tuple[FidelityInputs, FidelityConfig]:
     """Inputs and config of a fidelity check on a ``spos pipeline`` folder: its supernet, its
     search's winner, its ``subnet`` section as the recipe, its search's scoring settings, and as
     the window the search's own bounds (every arch it could have picked, so that the winner is
-    compared with random archs under the same budget), else the supernet's sampling window."""
+    compared with random archs under the same budget), else the supernet's sampling window.
+    ``supernet`` and ``search`` check another supernet file or search folder (the window is
+    then that search's bounds); ``overrides`` replace any config key."""
     folder = Path(pipeline_dir)
-    if not (folder / "supernet" / "final.pt").is_file():
-        raise SposError(f"{folder} holds no finished pipeline supernet (supernet/final.pt); run "
-                        f"`spos pipeline --out {folder}` first or pass --supernet FILE")  # fmt: skip
+    net = Path(supernet) if supernet is not None else folder / "supernet" / "final.pt"
+    if not net.is_file():
+        hint = "pass an existing file" if supernet is not None else \
+            f"run `spos pipeline --out {folder}` first or pass --supernet FILE"
+        raise SposError(f"no supernet file {net}; {hint}")
     cfg = load_yaml_config(folder / "config.yaml")
-    search = dict(cfg.get("search") or {})
-    scoring = {k: search[k] for k in ("recal_images", "holdout", "batch_size") if k in search}
+    search_dir = Path(search) if search is not None else folder / "search"
+    if search is not None and not (search_dir / "best.json").is_file():
+        raise SposError(f"{search_dir} holds no finished search (best.json); pass a `spos search` output folder")
+    search_cfg = dict(cfg.get("search") or {})
+    scoring = {k: search_cfg[k] for k in ("recal_images", "holdout", "batch_size") if k in search_cfg}
     scoring["seed"] = int(cfg.get("seed", 0))
-    window = _search_window(folder / "search") or (cfg.get("supernet") or {}).get("window")
+    window = _search_window(search_dir) or (cfg.get("supernet") or {}).get("window")
     if not window and isinstance(cfg.get("budget_macs"), (int, float)):
         window = {"max_macs": float(cfg["budget_macs"])}
     base = {"recipe": dict(cfg.get("subnet") or {}), "scoring": scoring, "window": window,
-            "fitness": "loss" if search.get("fitness") == "loss" else "acc"}
+            "fitness": "loss" if search_cfg.get("fitness") == "loss" else "acc"}
     opts = {**base, **(overrides or {})}
     opts["recipe"] = {**base["recipe"], **((overrides or {}).get("recipe") or {})}
-    inputs = FidelityInputs(folder / "supernet" / "final.pt", str(cfg.get("data", "builtin")),
-                            folder / "search" if (folder / "search" / "best.json").is_file() else None,
-                            folder)  # fmt: skip
+    inputs = FidelityInputs(net, str(cfg.get("data", "builtin")),
+                            search_dir if (search_dir / "best.json").is_file() else None, folder)
     return inputs, FidelityConfig.from_dict(opts)
 
 

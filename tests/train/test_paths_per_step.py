@@ -53,6 +53,22 @@ def test_sandwich_trains_largest_smallest_and_two_sampled_paths(tmp_path, fashio
     assert len(paths) == 4 and paths[:2] == [ends["largest"], ends["smallest"]]
 
 
+def test_sandwich_widths_ends_are_the_widest_and_narrowest_channels_on_fresh_block_types(tmp_path, fashion):
+    # Before the channel warm-up starts only the widest gene; 13 epochs after it, every gene.
+    trainer = Trainer(_config(tmp_path, sandwich=True, sandwich_ends="widths", warmup_start_epoch=1))
+    genes = trainer.space.channel_genes
+    n = trainer.space.num_blocks
+    assert all(p.channels == (max(genes),) * n for p in trainer.step_paths(0))
+    steps = [trainer.step_paths(14) for _ in range(8)]
+    for paths in steps:
+        assert len(paths) == 4
+        assert paths[0].channels == (max(genes),) * n and paths[1].channels == (min(genes),) * n
+    # the ends' block types are drawn per step, not fixed like the window's ends
+    assert len({p[0].blocks for p in steps}) > 1 and len({p[1].blocks for p in steps}) > 1
+    with pytest.raises(SposError, match="sandwich_ends must be 'window' or 'widths'"):
+        _config(tmp_path, sandwich=True, sandwich_ends="max")
+
+
 def test_distill_uses_labels_for_the_teacher_only_and_kl_for_the_rest(tmp_path, fashion, monkeypatch):
     calls = {"label": 0, "kl": 0}
     kl = torch.nn.functional.kl_div

@@ -58,16 +58,12 @@ def run(args: argparse.Namespace) -> int:
     window = {k: getattr(args, k) for k in ("min_macs", "max_macs", "min_params", "max_params")}
     if any(v is not None for v in window.values()):
         overrides["window"] = {k: v for k, v in window.items() if v is not None}
-    inputs, config = from_pipeline(args.pipeline, overrides)
+    inputs, config = from_pipeline(args.pipeline, overrides, supernet=args.supernet, search=args.search)
     scoring = dict(config.scoring)
     for key in ("recal_images", "holdout"):
         if getattr(args, key) is not None:
             scoring[key] = getattr(args, key)
     config = dataclasses.replace(config, scoring=scoring)
-    if args.supernet:
-        inputs.supernet = Path(args.supernet)
-    if args.search:
-        inputs.search_dir = Path(args.search)
     out = Path(args.out) if args.out else Path(args.pipeline) / "fidelity"
     run_fidelity(inputs, config, out, args.store, device=args.device, command=shlex.join(sys.argv),
                  tensorboard=args.tensorboard)

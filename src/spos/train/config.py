@@ -71,6 +71,11 @@ class TrainConfig:
     # Sandwich rule (BigNAS): each step also trains the window's largest and smallest path
     # beside two sampled ones, on their summed gradients.
     sandwich: bool = False
+    # The sandwich's two ends: "window", the largest and smallest path of the sampling window
+    # (fixed per epoch); "widths", per step the widest and the narrowest channels the epoch
+    # allows, each on block types drawn by the sampler (BigNAS's largest and smallest child in a
+    # space whose block types have no order: every choice block's full width is trained).
+    sandwich_ends: str = "window"
     # In-place distillation (BigNAS), with sandwich: every path but the largest learns from the
     # largest path's soft predictions (KL divergence) instead of the labels.
     distill: bool = False
@@ -142,6 +147,8 @@ class TrainConfig:
             raise SposError(f"on_error must be 'skip' or 'fail', got {self.on_error!r}")
         if self.distill and not self.sandwich:
             raise SposError("distill needs sandwich: true (the largest path is the teacher)")
+        if self.sandwich_ends not in ("window", "widths"):
+            raise SposError(f"sandwich_ends must be 'window' or 'widths', got {self.sandwich_ends!r}")
         if self.sandwich and self.sampler == "fair":
             raise SposError("sandwich and the fair sampler each pick several paths per step; use one of them")
         if self.tensorboard:

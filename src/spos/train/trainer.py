@@ -33,6 +33,7 @@ from ..nn.io import model_payload
 from ..nn.supernet import SubNet, SuperNet
 from ..runs import RunLock, atomic_write_text, check_writable, save_checkpoint, write_run_info
 from ..runtime import StopSignals, agree, end_distributed, seed_of, start_process
+from ..sampling.schedule import allowed_channel_genes
 from ..space import Arch
 from .batches import MicroBatch, Sharding, epoch_batches
 from .checkpoint import restore, trainer_state
@@ -245,12 +246,19 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------------
     def step_paths(self, epoch: int) -> list[Arch] | None:
         """The paths one step of ``epoch`` trains (None: a subnet). One for SPOS; four for the
-        fair sampler; with ``sandwich`` the window's largest and smallest path first, then two
+        fair sampler; with ``sandwich`` the largest and smallest path first (``sandwich_ends``:
+        the window's, or the widest and narrowest channels on sampled block types), then two
         sampled ones (the largest is the teacher under ``distill``)."""
         if self.sampler is None:
             return None
         if not self.cfg.sandwich:
             return self.sampler.sample_step(epoch)
+        if self.cfg.sandwich_ends == "widths":
+            genes = allowed_channel_genes(self.space, epoch, self.cfg.warmup_start_epoch, self.cfg.min_channel_gene)
+            n = self.space.num_blocks
+            wide, narrow = (Arch(p.blocks, (g,) * n, p.stage_depths) for p, g in
+                            ((self.sampler.sample(epoch), max(genes)), (self.sampler.sample(epoch), min(genes))))
+            return [wide, narrow, *self.sampler.sample_step(epoch), *self.sampler.sample_step(epoch)]
         if self._ends is None or self._ends[0] != epoch:  # fixed per epoch, like validation's
             paths = self.validation_paths(epoch)
             self._ends = (epoch, [paths["largest"], paths["smallest"]])

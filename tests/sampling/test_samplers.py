@@ -19,7 +19,7 @@ from spos.errors import SposError
 from spos.genes import sample, to_arch, uniform_genes
 from spos.sampling.coverage import SPEC_WINDOW, compare_samplers, default_window, sampling_coverage
 from spos.sampling.samplers import KINDS, RandomSampler, build_sampler, climb_into_window
-from spos.sampling.schedule import allowed_channel_genes, usable_channel_genes
+from spos.sampling.schedule import allowed_channel_genes, full_range_epoch, usable_channel_genes
 from spos.space import SearchSpace
 
 TINY = SearchSpace(stage_depths=(1, 1, 2, 1), stage_channels=(24, 48, 96, 192), input_size=32,
@@ -49,6 +49,17 @@ def test_warmup_schedule_matches_spec_epoch_by_epoch():
             assert got == want, epoch
     # e = 0 is exactly {1.8, 2.0}
     assert scales(allowed_channel_genes(space, 60, 60)) == [1.8, 2.0]
+
+
+def test_full_range_epoch_is_the_first_epoch_allowing_every_usable_gene():
+    space = SearchSpace()  # 0.6 (e = 9 .. 12) is the narrowest
+    assert full_range_epoch(space, 60) == 69 and full_range_epoch(space, 3) == 12 and full_range_epoch(space, 0) == 9
+    assert full_range_epoch(space, None) == 0
+    assert full_range_epoch(space, 3, min_gene=4) == 7  # 1.0 from e = 4
+    assert full_range_epoch(SearchSpace(channel_genes=tuple(range(10))), 60) == 73
+    for start in (0, 3, 60):
+        e = full_range_epoch(space, start)
+        assert allowed_channel_genes(space, e, start) == space.channel_genes != allowed_channel_genes(space, e - 1, start)
 
 
 def test_warmup_stops_at_the_configured_minimum():

@@ -131,6 +131,23 @@ def test_supernet_run_writes_metrics_checkpoint_and_final_model(tmp_path, fashio
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
 
 
+def test_a_channel_warm_up_the_run_ends_before_finishing_is_warned_about(tmp_path, fashion, capsys):
+    # TINY_SPACE allows scales 0.6..2.0: the warm-up reaches 0.6 nine epochs after its start.
+    for kw, warned in (({"epochs": 12, "warmup_start_epoch": 3}, True), ({"epochs": 12, "warmup_start_epoch": 2}, False),
+                       ({"epochs": 12, "warmup_start_epoch": None}, False), ({"epochs": 2, "warmup_start_epoch": 0}, True),
+                       ({"epochs": 12, "warmup_start_epoch": 3, "min_channel_gene": 3}, False)):  # fmt: skip
+        Trainer(tiny_config(tmp_path / str(len(kw)), **kw))._warn_unreached_widths()
+        err = capsys.readouterr().err
+        assert ("warning: the channel warm-up" in err) == warned, kw
+    Trainer(tiny_config(tmp_path, epochs=12, warmup_start_epoch=3))._warn_unreached_widths()
+    assert capsys.readouterr().err.strip() == (
+        "spos: warning: the channel warm-up from epoch 3 reaches scale 0.8 by this run's last epoch and the "
+        "narrowest, 0.6, only at epoch 12: widths below 0.8 are never trained on their own; set epochs above 12, "
+        "or warmup_start_epoch at most 2 or null")
+    Trainer(tiny_config(tmp_path, epochs=2, warmup_start_epoch=1))._warn_unreached_widths()
+    assert capsys.readouterr().err.strip().endswith("set epochs above 10, or warmup_start_epoch null")
+
+
 def test_cli_trains_a_subnet_and_its_loss_falls(tmp_path, fashion, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(json.dumps({"space": TINY_SPACE, "epochs": 99, "batch_size": 32, "lr": 0.05,

@@ -52,3 +52,14 @@ def allowed_channel_genes(
             chosen = tuple(g for g in usable if g >= floor)
             return chosen or usable[-1:]
     return usable
+
+
+
+def full_range_epoch(space: SearchSpace, start_epoch: int | None, min_gene: int | None = None) -> int:
+    """The first epoch from which the warm-up allows every usable channel gene (0 without one).
+    A run whose last epoch comes earlier never trains its narrowest widths as such."""
+    usable = usable_channel_genes(space, min_gene)
+    epoch = 0
+    while allowed_channel_genes(space, epoch, start_epoch, min_gene) != usable:
+        epoch += 1  # ends: 13 epochs after the start every usable gene is allowed
+    return epoch

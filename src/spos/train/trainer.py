@@ -33,8 +33,8 @@ from ..nn.io import model_payload
 from ..nn.supernet import SubNet, SuperNet
 from ..runs import RunLock, atomic_write_text, check_writable, save_checkpoint, write_run_info
 from ..runtime import StopSignals, agree, end_distributed, seed_of, start_process
-from ..sampling.schedule import allowed_channel_genes
-from ..space import Arch
+from ..sampling.schedule import allowed_channel_genes, full_range_epoch
+from ..space import SCALES, Arch
 from .batches import MicroBatch, Sharding, epoch_batches
 from .checkpoint import restore, trainer_state
 from .config import TrainConfig, build_space
@@ -422,11 +422,29 @@ class Trainer:
             self.load(ckpt_path)
         elif ckpt_path.is_file():
             raise SposError(f"{self.out} already holds a run; pass --resume to continue it or use another --out")
+        if self.is_main and self.supernet:
+            self._warn_unreached_widths()
         if self.is_main:
             write_run_info(self.out, {**self.cfg.to_dict(), "resolved_space": self.space.to_dict(),
                                       "resolved_arch": None if self.arch is None else str(self.arch),
                                       "world_size": self.world}, self.command,
                            {"layout": {"channels_last": self.channels_last, "img_s": self.layout_rates}})  # fmt: skip
+
+    def _warn_unreached_widths(self) -> None:
+        """A channel warm-up that the run ends before finishing leaves the narrowest widths, which
+        the search may still pick, never trained on their own: say so at the start."""
+        cfg = self.cfg
+        full = full_range_epoch(self.space, cfg.warmup_start_epoch, cfg.min_channel_gene)
+        if full < cfg.epochs:
+            return
+        genes = lambda epoch: allowed_channel_genes(self.space, epoch, cfg.warmup_start_epoch, cfg.min_channel_gene)
+        reached, narrowest = SCALES[genes(cfg.epochs - 1)[0]], SCALES[genes(full)[0]]
+        latest = cfg.epochs - 1 - (full - cfg.warmup_start_epoch)
+        print(f"spos: warning: the channel warm-up from epoch {cfg.warmup_start_epoch} reaches scale {reached} by "
+              f"this run's last epoch and the narrowest, {narrowest}, only at epoch {full}: widths below "
+              f"{reached} are never trained on their own; set epochs above {full}, or warmup_start_epoch "
+              + (f"at most {latest} or null" if latest >= 0 else "null"),
+              file=sys.stderr, flush=True)  # fmt: skip
 
     def _train_epoch(self, epoch: int, first: int) -> None:
         """Steps ``first ...`` of ``epoch`` (up to ``stop_step``), checkpointing as configured."""

@@ -1,0 +1,63 @@
+"""The search-window lever table of docs/fidelity.md from the fidelity.json files of
+docs/fidelity/window-lever.sh and docs/fidelity/search-window.sh (no training, no scoring).
+
+    python docs/fidelity/window_table.py [VARIANT ...]   # default: every variant found
+"""
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+FOLDER = Path(__file__).parent / "seeds" / "search-window"
+#: The baseline's files (docs/fidelity/search-window.sh): the demo (seed 0) and seeds 1-3 of the
+#: same 12-epoch uniform supernet, warm-up from epoch 3.
+BASELINE = {"demo-e12.json": 0, "e12-seed1-raw.json": 1, "e12-seed2-raw.json": 2, "e12-seed3-raw.json": 3}
+
+
+def variants() -> dict[str, dict[int, dict]]:
+    found: dict[str, dict[int, dict]] = defaultdict(dict)
+    for path in sorted(FOLDER.glob("*.json")):
+        if path.name in BASELINE:
+            found["baseline (warm-up from epoch 3)"][BASELINE[path.name]] = json.loads(path.read_text())
+        elif m := re.fullmatch(r"(.+)-seed(\d+)\.json", path.name):
+            found[m[1]][int(m[2])] = json.loads(path.read_text())
+    return found
+
+
+def narrow_gene_gap(d: dict) -> float:
+    """Mean supernet score of the random archs with a 0.6-scale block minus those without (points)."""
+    rows = [r for r in d["rows"] if r["role"] == "random"]
+    narrow = np.array(["2" in r["arch"].split(":")[1] for r in rows])
+    score = np.array([r["supernet_acc"] for r in rows]) * 100
+    return float(score[narrow].mean() - score[~narrow].mean())
+
+
+def main(names: list[str]) -> None:
+    table = variants()
+    print("| supernet | seed | tau_b, 16 random + winner [95%] | tau, 16 random | tau(MACs) | ceiling "
+          "| score gap, 0.6-scale archs | winner | stand-alone | percentile [95%] |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in names or list(table):
+        seeds = table[name]
+        taus, taus16, pcts = [], [], []
+        for seed, d in sorted(seeds.items()):
+            r, w = d["ranking"], d["search_vs_random"]
+            rows = [x for x in d["rows"] if x["role"] == "random"]
+            t16 = kendalltau([x["supernet_score"] for x in rows], [x["standalone_mean"] for x in rows])[0]
+            taus.append(r["tau"]), taus16.append(t16), pcts.append(w["percentile"])
+            lo, hi = r["tau_ci"]
+            plo, phi = w["percentile_ci"]
+            print(f"| {name} | {seed} | {r['tau']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {t16:+.2f} | {r['tau_macs']:+.2f} "
+                  f"| {r['noise_ceiling']:.2f} | {narrow_gene_gap(d):+.2f} | `{w['winner']}` | {100 * w['winner_mean']:.2f}% "
+                  f"| {w['percentile']:.0f} [{plo:.0f}, {phi:.0f}] |")
+        print(f"| **{name}, mean** | {len(seeds)} seeds | **{np.mean(taus):+.2f}** | {np.mean(taus16):+.2f} | | | | | "
+              f"| {np.mean(pcts):.0f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

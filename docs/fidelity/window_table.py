@@ -39,6 +39,7 @@ def narrow_gene_gap(d: dict) -> float:
 
 def main(names: list[str]) -> None:
     table = variants()
+    agreement = {}
     print("| supernet | seed | tau_b, 16 random + winner [95%] | tau, 16 random | tau(MACs) | ceiling "
           "| score gap, 0.6-scale archs | winner | stand-alone | percentile [95%] |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -57,6 +58,22 @@ def main(names: list[str]) -> None:
                   f"| {w['percentile']:.0f} [{plo:.0f}, {phi:.0f}] |")
         print(f"| **{name}, mean** | {len(seeds)} seeds | **{np.mean(taus):+.2f}** | {np.mean(taus16):+.2f} | | | | | "
               f"| {np.mean(pcts):.0f} |")
+        agreement[name] = seed_agreement(list(seeds.values()))
+    for name, (pairwise, consensus) in agreement.items():
+        print(f"{name}: seeds' scores agree at tau {pairwise:+.2f} (mean over pairs); "
+              f"their mean z-score ranks at tau {consensus:+.2f}")
+
+
+def seed_agreement(runs: list[dict]) -> tuple[float, float]:
+    """Mean Kendall tau between the seeds' supernet scores of the 16 random archs, and the tau of
+    their z-scored mean (a consensus of the seeds) against the stand-alone means."""
+    rows = [{r["arch"]: r for r in d["rows"] if r["role"] == "random"} for d in runs]
+    archs = sorted(rows[0])
+    scores = np.array([[r[a]["supernet_score"] for a in archs] for r in rows])
+    truth = [rows[0][a]["standalone_mean"] for a in archs]
+    pairs = [kendalltau(scores[i], scores[j])[0] for i in range(len(rows)) for j in range(i + 1, len(rows))]
+    z = (scores - scores.mean(1, keepdims=True)) / scores.std(1, keepdims=True)
+    return float(np.mean(pairs)) if pairs else float("nan"), float(kendalltau(z.mean(0), truth)[0])
 
 
 if __name__ == "__main__":

@@ -296,7 +296,9 @@ def test_a_second_writer_is_refused_with_the_holders_host_and_pid(tmp_path, fash
 
 
 def test_two_concurrent_training_processes_one_wins(tmp_path, fashion):
-    cfg = _config(tmp_path, epochs=2)
+    # 6 epochs, not 2: a 2-epoch run once ended before the other process got past its imports
+    # (both exited 0; the second found a stale lock and a finished run), so they never overlapped.
+    cfg = _config(tmp_path, epochs=6)
     out = tmp_path / "run"
     procs = [_spawn(["train-supernet", "--config", str(cfg), "--out", str(out), "--resume"]) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]

@@ -29,9 +29,14 @@ def variants() -> dict[str, dict[int, dict]]:
     return found
 
 
+def random_rows(d: dict) -> list[dict]:
+    """A fidelity.json's rows of the random archs (not the winner)."""
+    return [r for r in d["rows"] if r["role"] == "random"]
+
+
 def narrow_gene_gap(d: dict) -> float:
     """Mean supernet score of the random archs with a 0.6-scale block minus those without (points)."""
-    rows = [r for r in d["rows"] if r["role"] == "random"]
+    rows = random_rows(d)
     narrow = np.array(["2" in r["arch"].split(":")[1] for r in rows])
     score = np.array([r["supernet_acc"] for r in rows]) * 100
     return float(score[narrow].mean() - score[~narrow].mean())
@@ -48,7 +53,7 @@ def main(names: list[str]) -> None:
         taus, taus16, pcts = [], [], []
         for seed, d in sorted(seeds.items()):
             r, w = d["ranking"], d["search_vs_random"]
-            rows = [x for x in d["rows"] if x["role"] == "random"]
+            rows = random_rows(d)
             t16 = kendalltau([x["supernet_score"] for x in rows], [x["standalone_mean"] for x in rows])[0]
             taus.append(r["tau"]), taus16.append(t16), pcts.append(w["percentile"])
             lo, hi = r["tau_ci"]
@@ -67,7 +72,7 @@ def main(names: list[str]) -> None:
 def seed_agreement(runs: list[dict]) -> tuple[float, float]:
     """Mean Kendall tau between the seeds' supernet scores of the 16 random archs, and the tau of
     their z-scored mean (a consensus of the seeds) against the stand-alone means."""
-    rows = [{r["arch"]: r for r in d["rows"] if r["role"] == "random"} for d in runs]
+    rows = [{r["arch"]: r for r in random_rows(d)} for d in runs]
     archs = sorted(rows[0])
     scores = np.array([[r[a]["supernet_score"] for a in archs] for r in rows])
     truth = [rows[0][a]["standalone_mean"] for a in archs]

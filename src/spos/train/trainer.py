@@ -33,7 +33,7 @@ from ..nn.io import model_payload
 from ..nn.supernet import SubNet, SuperNet
 from ..runs import RunLock, atomic_write_text, check_writable, save_checkpoint, write_run_info
 from ..runtime import StopSignals, agree, end_distributed, seed_of, start_process
-from ..sampling.schedule import allowed_channel_genes, full_range_epoch
+from ..sampling.schedule import full_range_epoch
 from ..space import SCALES, Arch
 from .batches import MicroBatch, Sharding, epoch_batches
 from .checkpoint import restore, trainer_state
@@ -254,11 +254,11 @@ class Trainer:
         if not self.cfg.sandwich:
             return self.sampler.sample_step(epoch)
         if self.cfg.sandwich_ends == "widths":
-            genes = allowed_channel_genes(self.space, epoch, self.cfg.warmup_start_epoch, self.cfg.min_channel_gene)
-            n = self.space.num_blocks
-            wide, narrow = (Arch(p.blocks, (g,) * n, p.stage_depths) for p, g in
-                            ((self.sampler.sample(epoch), max(genes)), (self.sampler.sample(epoch), min(genes))))
-            return [wide, narrow, *self.sampler.sample_step(epoch), *self.sampler.sample_step(epoch)]
+            genes, n = self.sampler.allowed(epoch), self.space.num_blocks  # ascending
+            wide, narrow = self.sampler.sample(epoch), self.sampler.sample(epoch)
+            return [Arch(wide.blocks, (genes[-1],) * n, wide.stage_depths),
+                    Arch(narrow.blocks, (genes[0],) * n, narrow.stage_depths),
+                    *self.sampler.sample_step(epoch), *self.sampler.sample_step(epoch)]  # fmt: skip
         if self._ends is None or self._ends[0] != epoch:  # fixed per epoch, like validation's
             paths = self.validation_paths(epoch)
             self._ends = (epoch, [paths["largest"], paths["smallest"]])
@@ -437,8 +437,7 @@ class Trainer:
         full = full_range_epoch(self.space, cfg.warmup_start_epoch, cfg.min_channel_gene)
         if full < cfg.epochs:
             return
-        genes = lambda epoch: allowed_channel_genes(self.space, epoch, cfg.warmup_start_epoch, cfg.min_channel_gene)
-        reached, narrowest = SCALES[genes(cfg.epochs - 1)[0]], SCALES[genes(full)[0]]
+        reached, narrowest = SCALES[self.sampler.allowed(cfg.epochs - 1)[0]], SCALES[self.sampler.full_genes[0]]
         latest = cfg.epochs - 1 - (full - cfg.warmup_start_epoch)
         print(f"spos: warning: the channel warm-up from epoch {cfg.warmup_start_epoch} reaches scale {reached} by "
               f"this run's last epoch and the narrowest, {narrowest}, only at epoch {full}: widths below "

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import yaml
 from idx_fixtures import TINY_SPACE, write_fashion
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import kendalltau, spearmanr, ttest_rel
 
 from spos.cli import main
 from spos.cost.bounds import Bounds
 from spos.cost.table import cost_table
 from spos.errors import SposError
-from spos.fidelity import pick_archs, ranking_stats, winner_vs_random
+from spos.fidelity import pick_archs, ranking_stats, truth_signal, winner_vs_random
 from spos.space import SearchSpace
 
 COMMON = {"batch_size": 32, "lr": 0.05, "warmup_steps": 2, "schedule": "constant", "workers": 0,
@@ -92,6 +92,10 @@ def test_fidelity_resumes_after_sigkill_without_retraining_a_finished_sub_run(pi
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     report = (run / "report.md").read_text()
     assert "## Fidelity" in report and "Kendall tau_b" in report
+    # What the ground truth can resolve, from the same rows, in the json and the report.
+    truth = truth_signal(np.array([r["standalone"] for r in summary["rows"]]))
+    assert summary["ranking"]["truth"] == pytest.approx(truth, nan_ok=True)
+    assert "truth signal" in report and ("cannot tell these archs apart" in report) == (truth["anova_p"] > 0.05)
 
 
 def test_a_second_supernet_reuses_every_stand_alone_result(pipeline_run, tmp_path):
@@ -146,6 +150,31 @@ def test_rank_statistics_agree_with_scipy_and_intervals_cover_them():
     # The reversed score ranks worst: tau -1 and the regret is the whole spread.
     worst = ranking_stats(-mean, acc, macs, params, top_k=3, resamples=200)
     assert worst["tau"] == pytest.approx(-1.0) and worst["regret"] == pytest.approx(mean.max() - mean.min())
+
+
+def test_truth_signal_blocks_the_seeds_and_its_perfect_ranker_tau_matches_a_simulation():
+    rng = np.random.default_rng(1)
+    # True accuracies with sd 1 and two seeds with noise sd sqrt(2): the two-seed means are half
+    # signal, half noise, so a ranker knowing the truth reaches (2/pi) asin(sqrt(0.5)) = 0.5.
+    true = rng.normal(0, 1, 3000)
+    acc = true[:, None] + rng.normal(0, np.sqrt(2), size=(3000, 2))
+    t = truth_signal(acc)
+    assert t["anova_p"] < 1e-6 and t["signal_share"] == pytest.approx(0.5, abs=0.05)
+    assert t["true_spread"] == pytest.approx(1.0, abs=0.05) and t["seed_sd"] == pytest.approx(np.sqrt(2), abs=0.05)
+    assert t["perfect_tau"] == pytest.approx(kendalltau(true, acc.mean(1)).statistic, abs=0.03)
+    # A seed that shifts every arch alike changes no ranking, and nothing here.
+    shifted = truth_signal(acc[:50] + np.array([0.0, 3.0]))
+    assert shifted == pytest.approx(truth_signal(acc[:50]))
+    # With two archs the blocked F test is scipy's paired t-test over the seeds (F = t^2).
+    pair = rng.normal(0.9, 0.01, size=(2, 5)) + rng.normal(0, 0.02, size=5)
+    paired = ttest_rel(pair[0], pair[1])
+    two = truth_signal(pair)
+    assert two["anova_f"] == pytest.approx(paired.statistic**2) and two["anova_p"] == pytest.approx(paired.pvalue)
+    # Archs whose seed means are equal: no signal, p = 1, and a perfect ranker gets tau 0.
+    flat = truth_signal(np.array([[0.90, 0.92], [0.92, 0.90], [0.89, 0.93]]))
+    assert flat["anova_p"] == pytest.approx(1.0) and flat["signal_share"] == 0 and flat["perfect_tau"] == 0
+    assert flat["seed_sd"] == pytest.approx(np.sqrt(np.var([-0.02, 0.02, -0.04], ddof=1) / 2))
+    assert truth_signal(acc[:, :1])["perfect_tau"] is None  # one seed: no noise estimate
 
 
 def test_winner_percentile_and_gaps_against_random_archs_on_a_constructed_case():

@@ -28,17 +28,17 @@ import torch
 from scipy.stats import kendalltau
 
 from spos.configs import load_config
-from spos.fidelity import ranking_stats, train_standalone
+from spos.fidelity import ranking_stats, standalone_keys, train_standalone
 from spos.runtime import end_distributed, init_distributed
 from spos.space import Arch, SearchSpace
-from spos.store import Store, config_hash
+from spos.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def truth_of(store: Store, space: SearchSpace, archs: list[str], recipe: dict, seeds: int) -> np.ndarray | None:
     """archs x seeds stand-alone accuracies of ``recipe`` from the store (None if any is missing)."""
-    space_hash, recipe_hash = config_hash(space.to_dict()), config_hash({"recipe": recipe, "data": "builtin"})
+    space_hash, recipe_hash = standalone_keys(space, recipe, "builtin")
     rows = [[store.standalone(space_hash, a, recipe_hash, s, count=False) for s in range(seeds)] for a in archs]
     if any(r is None for row in rows for r in row):
         return None

@@ -6,21 +6,24 @@
 # two stand-alone runs are new. Resumable: finished supernets, searches and stand-alone runs are
 # not redone. Needs runs/demo (`make demo`) for the recipe and search settings.
 #   bash docs/fidelity/window-lever.sh V 0 1 2 3   # -> docs/fidelity/seeds/search-window/V-seedS.json
+# Another pipeline (its space, recipe, search settings and ground truth) and budget:
+#   PIPE=runs/demo-maps BUDGET=1.4M OUT=docs/fidelity/seeds/maps bash docs/fidelity/window-lever.sh V 1 2 3
 # One thread a process: run two of these side by side on a 2-core host.
 set -e
 cd "$(dirname "$0")/../.."
 v=$1; shift
-store=docs/fidelity/spos-store.sqlite; out=docs/fidelity/seeds/search-window
+store=docs/fidelity/spos-store.sqlite; out=${OUT:-docs/fidelity/seeds/search-window}
+pipe=${PIPE:-runs/demo}; budget=${BUDGET:-1.2M}; settings=runs/levers/search-$(basename $pipe).yaml
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p runs/levers $out
-.venv/bin/python -c "import yaml; yaml.safe_dump(yaml.safe_load(open('runs/demo/config.yaml'))['search'], open('runs/levers/search.yaml', 'w'))"
+.venv/bin/python -c "import yaml; yaml.safe_dump(yaml.safe_load(open('$pipe/config.yaml'))['search'], open('$settings', 'w'))"
 for s in "$@"; do
   run=runs/levers/$v-seed$s; net=$run/final.pt; search=$run-search
   [ -f $net ] || .venv/bin/spos train-supernet --config docs/fidelity/lever-$v-seed$s.yaml \
     $([ -f $run/checkpoint.pt ] && echo --resume) > $run.log 2>&1
-  [ -f $search/best.json ] || .venv/bin/spos search --supernet $net --config runs/levers/search.yaml --max-macs 1.2M \
+  [ -f $search/best.json ] || .venv/bin/spos search --supernet $net --config $settings --max-macs $budget \
     --out $search --device cpu $([ -f $search/search_state.json ] && echo --resume) > $search.log 2>&1
-  .venv/bin/spos fidelity --pipeline runs/demo --max-macs 1.2M --store $store --supernet $net --search $search \
+  .venv/bin/spos fidelity --pipeline $pipe --max-macs $budget --store $store --supernet $net --search $search \
     --out $run/fidelity-search-window > $run-fidelity.log 2>&1
   cp $run/fidelity-search-window/fidelity.json $out/$v-seed$s.json
   tail -n 25 $run-fidelity.log

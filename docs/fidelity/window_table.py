@@ -2,11 +2,12 @@
 docs/fidelity/window-lever.sh and docs/fidelity/search-window.sh (no training, no scoring).
 
     python docs/fidelity/window_table.py [VARIANT ...]   # default: every variant found
+    python docs/fidelity/window_table.py --folder docs/fidelity/seeds/maps   # the maps space's seeds
 """
 
+import argparse
 import json
 import re
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,9 +20,9 @@ FOLDER = Path(__file__).parent / "seeds" / "search-window"
 BASELINE = {"demo-e12.json": 0, "e12-seed1-raw.json": 1, "e12-seed2-raw.json": 2, "e12-seed3-raw.json": 3}
 
 
-def variants() -> dict[str, dict[int, dict]]:
+def variants(folder: Path = FOLDER) -> dict[str, dict[int, dict]]:
     found: dict[str, dict[int, dict]] = defaultdict(dict)
-    for path in sorted(FOLDER.glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         if path.name in BASELINE:
             found["baseline (warm-up from epoch 3)"][BASELINE[path.name]] = json.loads(path.read_text())
         elif m := re.fullmatch(r"(.+)-seed(\d+)\.json", path.name):
@@ -42,8 +43,8 @@ def narrow_gene_gap(d: dict) -> float:
     return float(score[narrow].mean() - score[~narrow].mean())
 
 
-def main(names: list[str]) -> None:
-    table = variants()
+def main(names: list[str], folder: Path = FOLDER) -> None:
+    table = variants(folder)
     agreement = {}
     print("| supernet | seed | tau_b, 16 random + winner [95%] | tau, 16 random | tau(MACs) | ceiling "
           "| score gap, 0.6-scale archs | winner | stand-alone | percentile [95%] |")
@@ -82,4 +83,8 @@ def seed_agreement(runs: list[dict]) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", help="variant names (default: every one found)")
+    parser.add_argument("--folder", type=Path, default=FOLDER, help="the fidelity.json files (default: %(default)s)")
+    args = parser.parse_args()
+    main(args.variants, args.folder)

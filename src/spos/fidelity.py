@@ -12,7 +12,10 @@ the way the search does, and measures how well the two rankings agree:
 - the supernet estimate's own noise: every arch is re-scored with other BN-recalibration
   subsets (τ between those scorings, and the per-arch spread);
 - **search vs random**: the winner's stand-alone accuracy against the K random archs, as its
-  percentile and its gap to their median and best, with bootstrap intervals.
+  percentile and its gap to their median and best, with bootstrap intervals;
+- whether the ground truth can rank these archs at all (:func:`truth_signal`): a two-way
+  ANOVA (archs, seeds as blocks), the share of the seed means' variance that is the archs' own,
+  and the τ a perfect ranker would reach against those means.
 
 Nothing is computed twice: stand-alone results and supernet scores go into the SQLite store
 (:mod:`spos.store`). Every (arch, seed) is its own resumable training run under
@@ -130,6 +133,13 @@ def _single_process() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def standalone_keys(space: SearchSpace, recipe: dict, data: str, store: Store | None = None) -> tuple[str, str]:
+    """The store's keys of a stand-alone result, (space hash, recipe hash); with ``store`` the
+    recipe is also remembered there (``spos store show`` prints it)."""
+    body = {"recipe": recipe, "data": data}
+    return config_hash(space.to_dict()), store.remember_config(body) if store else config_hash(body)
+
+
 def _run_dir(out: Path, arch: Arch, seed: int) -> Path:
     return out / "runs" / f"{str(arch).replace(':', '_')}-seed{seed}"
 
@@ -151,7 +161,7 @@ def train_standalone(
     from .train.trainer import train
 
     rank, world = rank_world()
-    space_hash, recipe_hash = config_hash(space.to_dict()), store.remember_config({"recipe": recipe, "data": data})
+    space_hash, recipe_hash = standalone_keys(space, recipe, data, store)
     todo = [(a, s) for a, s in jobs if store.standalone(space_hash, str(a), recipe_hash, s) is None]
     for i, (arch, seed) in enumerate(todo):
         if i % world != rank:
@@ -304,6 +314,42 @@ def ranking_stats(
         "regret": float(mean.max() - mean[int(np.argmax(score))]),
         "seed_spread": float(acc.std(axis=1, ddof=1).mean()) if acc.shape[1] > 1 else None,
     }
+
+
+def truth_signal(accuracy: np.ndarray) -> dict:
+    """Can the stand-alone results (archs × seeds) rank these archs at all?
+
+    Every arch is trained with the same seeds, and a seed moves every arch's accuracy together
+    (its init and data order), which shifts all means alike and leaves their ranking as it is.
+    So the seeds are blocks of a two-way ANOVA without interaction: ``anova_f`` / ``anova_p``
+    test "the archs' true accuracies are all equal" (``scipy.stats.f`` tail, k − 1 and
+    (k − 1)(r − 1) degrees of freedom); ``seed_sd`` is the residual sd of one run once the seed's
+    shift is removed, ``true_spread`` the sd of the archs' true accuracies, from
+    (MS_archs − MS_residual) / r floored at 0, and ``signal_share`` the part of the r-seed means'
+    variance that is the archs' own. Under the normal model behind them a ranker that knew the
+    true accuracies would reach ``perfect_tau`` = (2/π)·arcsin(√signal_share) against the means
+    (Greiner's relation between Kendall's τ and Pearson's r): the τ any supernet can hope for on
+    this ground truth. None with one seed or one arch.
+    """
+    from scipy.stats import f as f_dist
+
+    acc = np.asarray(accuracy, float)
+    k, r = acc.shape
+    if r < 2 or k < 2:
+        return {"anova_f": None, "anova_p": None, "true_spread": None, "seed_sd": None,
+                "signal_share": None, "perfect_tau": None}  # fmt: skip
+    arch_mean, seed_mean = acc.mean(axis=1), acc.mean(axis=0)
+    resid = acc - arch_mean[:, None] - seed_mean[None, :] + acc.mean()
+    ms_resid = float((resid**2).sum() / ((k - 1) * (r - 1)))
+    ms_arch = float(r * arch_mean.var(ddof=1))
+    f = ms_arch / ms_resid if ms_resid > 0 else float("inf") if ms_arch > 0 else float("nan")
+    p = float(f_dist.sf(f, k - 1, (k - 1) * (r - 1))) if np.isfinite(f) else (0.0 if f == np.inf else float("nan"))
+    true_var = max(ms_arch - ms_resid, 0.0) / r
+    total = true_var + ms_resid / r
+    share = true_var / total if total > 0 else 0.0
+    return {"anova_f": float(f), "anova_p": p, "true_spread": float(np.sqrt(true_var)),
+            "seed_sd": float(np.sqrt(ms_resid)), "signal_share": share,
+            "perfect_tau": float(2 / np.pi * np.arcsin(np.sqrt(share)))}  # fmt: skip
 
 
 def winner_vs_random(winner: Sequence[float], random: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
@@ -504,6 +550,7 @@ def _summarise(space, every, archs, winner, standalone, scores, config, store) -
     stats = ranking_stats([r["supernet_score"] for r in rows], acc, [r["macs"] for r in rows],
                           [r["params"] for r in rows], config.top_k, config.bootstrap, config.seed)  # fmt: skip
     stats.update(estimate_noise(np.asarray([[r["supernet_score"], *r["rescores"]] for r in rows])))
+    stats["truth"] = truth_signal(acc)
     # Both fitnesses side by side, whichever one ranks: top-1 and minus the cross-entropy.
     stats["fitness"] = config.fitness
     stats["tau_acc"] = _tau([r["supernet_acc"] for r in rows], acc.mean(axis=1))
@@ -555,6 +602,14 @@ def format_summary(s: dict) -> str:
         f"spread {_fmt(r['score_spread'], 100, '%')}",
         f"top-{r['top_k']} overlap    {r['top_k_overlap']:.2f}   regret {100 * r['regret']:.2f} points",
     ]
+    t = r.get("truth") or {}
+    if t.get("anova_p") is not None:
+        lines.insert(3, f"truth signal     archs differ by sd {100 * t['true_spread']:.2f} points against a run's sd "
+                        f"{100 * t['seed_sd']:.2f} (ANOVA F {t['anova_f']:.2f}, p {t['anova_p']:.3f}); "
+                        f"a perfect ranker would reach tau {t['perfect_tau']:+.2f}")  # fmt: skip
+        if t["anova_p"] > 0.05:
+            lines.insert(4, "warning          the stand-alone results cannot tell these archs apart (p > 0.05): "
+                            "tau here measures noise; add seeds, widen the window or lengthen the recipe")  # fmt: skip
     if "tau_acc" in r:
         lines.insert(2, f"fitness          {r['fitness']} (tau of held-out top-1 {r['tau_acc']:+.3f}, of minus "
                         f"held-out loss {r['tau_loss']:+.3f})")

@@ -163,7 +163,8 @@ def fidelity_figure(summary: dict):
     ax.set_xlabel("supernet score: BN-recalibrated held-out top-1 (%)")
     ax.set_ylabel("stand-alone test top-1 (%), mean and range over seeds")
     ax.set_title(f"Kendall τ {r['tau']:+.2f} [{r['tau_ci'][0]:.2f}, {r['tau_ci'][1]:.2f}]; "
-                 f"τ(MACs) {r['tau_macs']:+.2f}; seed ceiling {r['noise_ceiling'] or float('nan'):.2f}",
+                 f"τ(MACs) {r['tau_macs']:+.2f}\nseed ceiling {_or_nan(r['noise_ceiling']):.2f}; "
+                 f"perfect ranker {_or_nan((r.get('truth') or {}).get('perfect_tau')):+.2f}",
                  fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -205,3 +206,8 @@ def plot_family(points: list[tuple[int, float]], summary: dict, path: Path) -> N
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
+
+
+def _or_nan(x: float | None) -> float:
+    """``x``, or NaN where it is not known (0.0 stays 0.0)."""
+    return float("nan") if x is None else x

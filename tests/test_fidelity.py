@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import yaml
 from idx_fixtures import TINY_SPACE, write_fashion
-from scipy.stats import kendalltau, spearmanr, ttest_rel
+from scipy.stats import kendalltau, norm, spearmanr, ttest_rel
 
 from spos.cli import main
 from spos.cost.bounds import Bounds
 from spos.cost.table import cost_table
 from spos.errors import SposError
-from spos.fidelity import pick_archs, ranking_stats, truth_signal, winner_vs_random
+from spos.fidelity import grade_goals, pick_archs, ranking_stats, truth_signal, winner_vs_random
 from spos.space import SearchSpace
 
 COMMON = {"batch_size": 32, "lr": 0.05, "warmup_steps": 2, "schedule": "constant", "workers": 0,
@@ -96,6 +96,9 @@ def test_fidelity_resumes_after_sigkill_without_retraining_a_finished_sub_run(pi
     truth = truth_signal(np.array([r["standalone"] for r in summary["rows"]]))
     assert summary["ranking"]["truth"] == pytest.approx(truth, nan_ok=True)
     assert "truth signal" in report and ("cannot tell these archs apart" in report) == (truth["anova_p"] > 0.05)
+    goals = summary["goals"]
+    assert goals["tau"]["value"] == summary["ranking"]["tau"] and "goal tau" in report
+    assert ("goal winner" in report) == ("winner" in goals) == ("search_vs_random" in summary)
 
 
 def test_a_second_supernet_reuses_every_stand_alone_result(pipeline_run, tmp_path):
@@ -185,6 +188,37 @@ def test_winner_percentile_and_gaps_against_random_archs_on_a_constructed_case()
     assert w["gap_to_best"] == pytest.approx(0.875 - 0.89)
     top = winner_vs_random([0.95, 0.93], random, resamples=300)
     assert top["percentile"] == 100.0 and top["winner_seed_spread"] == pytest.approx(np.std([0.95, 0.93], ddof=1))
+
+
+def test_goals_are_graded_on_the_checks_own_numbers_and_the_winner_bar_is_passed_half_the_time_at_its_reach():
+    ranking = {"tau": 0.30, "tau_ci": [0.10, 0.50], "tau_macs": 0.20, "noise_ceiling": 0.35}
+    low = grade_goals(ranking, None, np.zeros((4, 2)))["tau"]
+    assert low == {"value": 0.30, "bar": pytest.approx(0.28), "bar_is_ceiling": True, "met": True}
+    # A ceiling of 0.5 or more: tau must reach 0.5 and its interval must start above tau(MACs).
+    high = {**ranking, "noise_ceiling": 0.7, "tau": 0.6}
+    assert not grade_goals(high, None, np.zeros((4, 2)))["tau"]["met"]  # 0.10 < tau(MACs) 0.20
+    assert grade_goals({**high, "tau_ci": [0.25, 0.8]}, None, np.zeros((4, 2)))["tau"]["met"]
+    assert not grade_goals({**high, "tau": 0.45, "tau_ci": [0.25, 0.8]}, None, np.zeros((4, 2)))["tau"]["met"]
+    # Random archs 0.80 ... 0.89, each run 0.005 off its mean (a run's sd 0.0071): the 80th percentile of
+    # the means is 0.872, so 0.880 passes (percentile 90, margin 0.008) and 0.875 does not (margin 0.003).
+    random = np.linspace(0.80, 0.89, 10)[:, None] + np.array([[0.005, -0.005], [-0.005, 0.005]] * 5)
+    for mean, met in ((0.880, True), (0.875, False), (0.86, False)):
+        g = grade_goals(ranking, winner_vs_random([mean, mean], random, resamples=100), random)["winner"]
+        assert g["met"] == met and g["margin_over_p80"] == pytest.approx(mean - 0.872)
+        assert g["bar"] == pytest.approx(np.sqrt(2 * 0.005**2))
+    # The reach: archs with true sd 1 and runs with sd 1, two seeds. A winner whose true accuracy is
+    # `z` true sds above the window's mean passes in about half of its measurements.
+    rng = np.random.default_rng(3)
+    window = rng.normal(0, 1, 4000)[:, None] + rng.normal(0, 1, (4000, 2))
+    reach = grade_goals(ranking, winner_vs_random([0, 0], window, resamples=10), window)["winner"]["reach"]
+    assert reach["z"] == pytest.approx(0.8416 * np.sqrt(1.5) + np.sqrt(2 / np.pi), abs=0.1)
+    assert reach["share"] == pytest.approx(1 - norm.cdf(reach["z"]))
+    p80, spread = np.percentile(window.mean(1), 80), window.std(axis=1, ddof=1).mean()
+    runs = reach["z"] + rng.normal(0, 1, (2000, 2))
+    assert np.mean(runs.mean(1) - p80 > spread) == pytest.approx(0.5, abs=0.04)
+    # Archs that do not differ at all: nothing in the window passes on average.
+    flat = np.array([[0.90, 0.92], [0.92, 0.90], [0.89, 0.93]])
+    assert grade_goals(ranking, winner_vs_random([0.9, 0.9], flat, resamples=10), flat)["winner"]["reach"]["share"] == 0
 
 
 def test_picked_archs_lie_in_the_window_one_per_macs_stratum(tiny_space):

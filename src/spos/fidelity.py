@@ -381,6 +381,39 @@ def winner_vs_random(winner: Sequence[float], random: np.ndarray, resamples: int
     }
 
 
+def grade_goals(ranking: dict, search: dict | None, random: np.ndarray) -> dict:
+    """The fidelity issue's two bars, graded on a check's own numbers.
+
+    ``tau``: τ ≥ 0.5 with the lower end of its interval above τ(MACs); where the noise ceiling
+    is below 0.5 the bar is 0.8 × the ceiling instead. ``winner``: the winner's mean at or above
+    the 80th percentile of the random archs' means (archs × seeds), by more than their seed spread
+    (a run's sd, averaged over the archs). ``winner.reach`` asks whether any search could pass
+    on this ground truth: under the truth signal's normal model an arch passes on average when
+    its true accuracy is ``z`` of the archs' true sds above the window's mean, and ``share`` =
+    1 − Φ(z) of the window's archs are that good (0 when the archs do not differ at all).
+    """
+    from scipy.stats import norm
+
+    ceiling = ranking.get("noise_ceiling")
+    low = ceiling is not None and ceiling < 0.5
+    bar = 0.8 * max(ceiling, 0.0) if low else 0.5
+    met = ranking["tau"] >= bar and (low or ranking["tau_ci"][0] > ranking["tau_macs"])
+    goals = {"tau": {"value": ranking["tau"], "bar": bar, "bar_is_ceiling": low, "met": bool(met)}}
+    if search is None:
+        return goals
+    random = np.asarray(random, float)
+    means = random.mean(axis=1)
+    p80, spread = float(np.percentile(means, 80)), float(random.std(axis=1, ddof=1).mean()) if random.shape[1] > 1 else 0.0
+    margin = search["winner_mean"] - p80
+    true_sd = truth_signal(random)["true_spread"]
+    need = p80 + spread - float(means.mean())
+    z = need / true_sd if true_sd else float("inf")
+    goals["winner"] = {"percentile": search["percentile"], "margin_over_p80": margin, "bar": spread,
+                       "met": bool(search["percentile"] >= 80 and margin > spread),
+                       "reach": {"z": z, "share": float(norm.sf(z))} if true_sd is not None else None}  # fmt: skip
+    return goals
+
+
 def estimate_noise(scores: np.ndarray) -> dict:
     """The supernet estimate's own noise from re-scoring (archs × recalibration subsets)."""
     scores = np.asarray(scores, float)
@@ -557,11 +590,12 @@ def _summarise(space, every, archs, winner, standalone, scores, config, store) -
     stats["tau_loss"] = _tau([-r["supernet_loss"] for r in rows], acc.mean(axis=1))
     summary = {"archs": len(archs), "seeds": config.seeds, "ranking": stats, "rows": rows,
                "store": {"path": str(store.path), "hits": store.hits, "misses": store.misses}}  # fmt: skip
+    rand = np.asarray([r["standalone"] for r in rows if r["role"] == "random"])
     if winner is not None:
-        rand = np.asarray([r["standalone"] for r in rows if r["role"] == "random"])
         win = next(r for r in rows if r["role"] == "winner")
         summary["search_vs_random"] = {"winner": str(winner),
                                        **winner_vs_random(win["standalone"], rand, config.bootstrap, config.seed)}
+    summary["goals"] = grade_goals(stats, summary.get("search_vs_random"), rand)
     return summary
 
 
@@ -619,10 +653,28 @@ def format_summary(s: dict) -> str:
                      f"{_ci(w['percentile_ci'])}; vs median {100 * w['gap_to_median']:+.2f} points, vs best "
                      f"{100 * w['gap_to_best']:+.2f} points (winner seed spread "
                      f"{_fmt(w['winner_seed_spread'], 100, '%')})")  # fmt: skip
+    lines += _goal_lines(s.get("goals"))
     st = s["store"]
     lines.append(f"store            {st['path']}: stand-alone hits {st['hits']['standalone']} / misses "
                  f"{st['misses']['standalone']}, score hits {st['hits']['supernet_score']}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _goal_lines(g: dict | None) -> list[str]:
+    if not g:
+        return []
+    t, verdict = g["tau"], lambda ok: "met" if ok else "not met"
+    why = "0.8 x the noise ceiling, which is below 0.5" if t["bar_is_ceiling"] else "interval above tau(MACs)"
+    lines = [f"goal tau         {t['value']:+.3f} against a bar of {t['bar']:.3f} ({why}): {verdict(t['met'])}"]
+    w = g.get("winner")
+    if w:
+        line = (f"goal winner      percentile {w['percentile']:.0f} (bar 80), {100 * w['margin_over_p80']:+.2f} points over "
+                f"the 80th percentile (bar: the seed spread {100 * w['bar']:.2f}): {verdict(w['met'])}")  # fmt: skip
+        if w["reach"] is not None:
+            line += (f"; on this ground truth an arch passes on average only if it is among the window's best "
+                     f"{100 * w['reach']['share']:.2g}% ({w['reach']['z']:.1f} true sds above its mean)")  # fmt: skip
+        lines.append(line)
+    return lines
 
 
 def _fmt(x: float | None, scale: float = 1.0, unit: str = "") -> str:

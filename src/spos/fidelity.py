@@ -390,7 +390,8 @@ def grade_goals(ranking: dict, search: dict | None, random: np.ndarray) -> dict:
     (a run's sd, averaged over the archs). ``winner.reach`` asks whether any search could pass
     on this ground truth: under the truth signal's normal model an arch passes on average when
     its true accuracy is ``z`` of the archs' true sds above the window's mean, and ``share`` =
-    1 − Φ(z) of the window's archs are that good (0 when the archs do not differ at all).
+    1 − Φ(z) of the window's archs are that good (``z`` None and ``share`` 0 when the archs do
+    not differ at all).
     """
     from scipy.stats import norm
 
@@ -407,10 +408,10 @@ def grade_goals(ranking: dict, search: dict | None, random: np.ndarray) -> dict:
     margin = search["winner_mean"] - p80
     true_sd = truth_signal(random)["true_spread"]
     need = p80 + spread - float(means.mean())
-    z = need / true_sd if true_sd else float("inf")
+    z = need / true_sd if true_sd else None  # archs that do not differ: none is better than another
     goals["winner"] = {"percentile": search["percentile"], "margin_over_p80": margin, "bar": spread,
                        "met": bool(search["percentile"] >= 80 and margin > spread),
-                       "reach": {"z": z, "share": float(norm.sf(z))} if true_sd is not None else None}  # fmt: skip
+                       "reach": None if true_sd is None else {"z": z, "share": 0.0 if z is None else float(norm.sf(z))}}  # fmt: skip
     return goals
 
 
@@ -670,9 +671,12 @@ def _goal_lines(g: dict | None) -> list[str]:
     if w:
         line = (f"goal winner      percentile {w['percentile']:.0f} (bar 80), {100 * w['margin_over_p80']:+.2f} points over "
                 f"the 80th percentile (bar: the seed spread {100 * w['bar']:.2f}): {verdict(w['met'])}")  # fmt: skip
-        if w["reach"] is not None:
+        reach = w["reach"]
+        if reach is not None and reach["z"] is None:
+            line += "; on this ground truth no arch passes on average (the archs do not differ)"
+        elif reach is not None:
             line += (f"; on this ground truth an arch passes on average only if it is among the window's best "
-                     f"{100 * w['reach']['share']:.2g}% ({w['reach']['z']:.1f} true sds above its mean)")  # fmt: skip
+                     f"{100 * reach['share']:.2g}% ({reach['z']:.1f} true sds above its mean)")  # fmt: skip
         lines.append(line)
     return lines
 

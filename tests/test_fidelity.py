@@ -193,7 +193,10 @@ def test_winner_percentile_and_gaps_against_random_archs_on_a_constructed_case()
 def test_goals_are_graded_on_the_checks_own_numbers_and_the_winner_bar_is_passed_half_the_time_at_its_reach():
     ranking = {"tau": 0.30, "tau_ci": [0.10, 0.50], "tau_macs": 0.20, "noise_ceiling": 0.35}
     low = grade_goals(ranking, None, np.zeros((4, 2)))["tau"]
-    assert low == {"value": 0.30, "bar": pytest.approx(0.28), "bar_is_ceiling": True, "met": True}
+    assert low == {"value": 0.30, "bar": pytest.approx(0.28), "bar_is_ceiling": True, "met": True,
+                   "truth_resolves": None}
+    noisy = grade_goals({**ranking, "truth": {"anova_p": 0.2}}, None, np.zeros((4, 2)))["tau"]
+    assert noisy["met"] and noisy["truth_resolves"] is False
     # A ceiling of 0.5 or more: tau must reach 0.5 and its interval must start above tau(MACs).
     high = {**ranking, "noise_ceiling": 0.7, "tau": 0.6}
     assert not grade_goals(high, None, np.zeros((4, 2)))["tau"]["met"]  # 0.10 < tau(MACs) 0.20

@@ -8,8 +8,9 @@ seeds 0 and 1; a third seed comes from
 
 (16 new runs into the store). This script reads every supernet's scores of those archs from its
 fidelity.json (docs/fidelity/seeds/search-window/) and the three seeds from the store, and prints
-what the ground truth can resolve (spos.fidelity.truth_signal) and each variant's tau_b against
-the 2-seed and the 3-seed means.
+what the ground truth can resolve (spos.fidelity.truth_signal), each variant's tau_b against
+the 2-seed and the 3-seed means, and the tau of its seeds' consensus (mean rank) and of every
+supernet's.
 
     python docs/fidelity/third_seed.py
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, rankdata
 from window_table import random_rows, variants
 
 from spos.configs import load_config
@@ -49,16 +50,22 @@ def main() -> None:
     m2, m3 = acc[:, :2].mean(1), acc.mean(1)
     x = [macs[a] for a in archs]
     print(f"tau(MACs): 2 seeds {kendalltau(x, m2)[0]:+.2f}, 3 seeds {kendalltau(x, m3)[0]:+.2f}")
-    print("| supernet | tau vs 2-seed means, per seed | mean | tau vs 3-seed means, per seed | mean |")
-    print("|---|---|---|---|---|")
+    print("| supernet | tau vs 2-seed means, per seed | mean | tau vs 3-seed means, per seed | mean "
+          "| consensus of the seeds vs 3-seed means |")
+    print("|---|---|---|---|---|---|")
+    every = []
     for name, seeds in table.items():
-        t2, t3 = [], []
+        t2, t3, ranks = [], [], []
         for _, d in sorted(seeds.items()):
             score = {r["arch"]: r["supernet_score"] for r in random_rows(d)}
             s = [score[a] for a in archs]
-            t2.append(kendalltau(s, m2)[0]), t3.append(kendalltau(s, m3)[0])
+            t2.append(kendalltau(s, m2)[0]), t3.append(kendalltau(s, m3)[0]), ranks.append(rankdata(s))
+        every += ranks
         print(f"| {name} | {' '.join(f'{t:+.2f}' for t in t2)} | {np.mean(t2):+.2f} "
-              f"| {' '.join(f'{t:+.2f}' for t in t3)} | {np.mean(t3):+.2f} |")
+              f"| {' '.join(f'{t:+.2f}' for t in t3)} | {np.mean(t3):+.2f} | {kendalltau(np.mean(ranks, 0), m3)[0]:+.2f} |")
+    # The consensus (mean rank) of every supernet above: what is left once supernet-training noise
+    # is averaged away is the supernets' shared bias.
+    print(f"consensus of all {len(every)} supernets vs 3-seed means: tau {kendalltau(np.mean(every, 0), m3)[0]:+.2f}")
 
 
 if __name__ == "__main__":

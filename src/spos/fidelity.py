@@ -385,7 +385,8 @@ def grade_goals(ranking: dict, search: dict | None, random: np.ndarray) -> dict:
     """The fidelity issue's two bars, graded on a check's own numbers.
 
     ``tau``: τ ≥ 0.5 with the lower end of its interval above τ(MACs); where the noise ceiling
-    is below 0.5 the bar is 0.8 × the ceiling instead. ``winner``: the winner's mean at or above
+    is below 0.5 the bar is 0.8 × the ceiling instead; ``truth_resolves`` is whether the ground
+    truth's ANOVA (``ranking["truth"]``) tells the archs apart at p ≤ 0.05 (None if not known). ``winner``: the winner's mean at or above
     the 80th percentile of the random archs' means (archs × seeds), by more than their seed spread
     (a run's sd, averaged over the archs). ``winner.reach`` asks whether any search could pass
     on this ground truth: under the truth signal's normal model an arch passes on average when
@@ -399,7 +400,9 @@ def grade_goals(ranking: dict, search: dict | None, random: np.ndarray) -> dict:
     low = ceiling is not None and ceiling < 0.5
     bar = 0.8 * max(ceiling, 0.0) if low else 0.5
     met = ranking["tau"] >= bar and (low or ranking["tau_ci"][0] > ranking["tau_macs"])
-    goals = {"tau": {"value": ranking["tau"], "bar": bar, "bar_is_ceiling": low, "met": bool(met)}}
+    p = (ranking.get("truth") or {}).get("anova_p")
+    goals = {"tau": {"value": ranking["tau"], "bar": bar, "bar_is_ceiling": low, "met": bool(met),
+                     "truth_resolves": None if p is None else bool(p <= 0.05)}}  # fmt: skip
     if search is None:
         return goals
     random = np.asarray(random, float)
@@ -666,7 +669,9 @@ def _goal_lines(g: dict | None) -> list[str]:
         return []
     t, verdict = g["tau"], lambda ok: "met" if ok else "not met"
     why = "0.8 x the noise ceiling, which is below 0.5" if t["bar_is_ceiling"] else "interval above tau(MACs)"
-    lines = [f"goal tau         {t['value']:+.3f} against a bar of {t['bar']:.3f} ({why}): {verdict(t['met'])}"]
+    lines = [f"goal tau         {t['value']:+.3f} against a bar of {t['bar']:.3f} ({why}): {verdict(t['met'])}"
+             + ("; but the ground truth cannot rank these archs (see the warning)" if t.get("truth_resolves") is False
+                else "")]  # fmt: skip
     w = g.get("winner")
     if w:
         line = (f"goal winner      percentile {w['percentile']:.0f} (bar 80), {100 * w['margin_over_p80']:+.2f} points over "

@@ -13,14 +13,23 @@ import numpy as np
 import pytest
 import yaml
 from idx_fixtures import TINY_SPACE, write_fashion
-from scipy.stats import kendalltau, norm, spearmanr, ttest_rel
+from scipy.stats import kendalltau, linregress, norm, spearmanr, ttest_rel
 
 from spos.cli import main
 from spos.cost.bounds import Bounds
 from spos.cost.table import cost_table
 from spos.errors import SposError
-from spos.fidelity import grade_goals, pick_archs, ranking_stats, truth_signal, winner_vs_random
-from spos.space import SearchSpace
+from spos.fidelity import (
+    blind_spots,
+    choice_effects,
+    format_summary,
+    grade_goals,
+    pick_archs,
+    ranking_stats,
+    truth_signal,
+    winner_vs_random,
+)
+from spos.space import Arch, SearchSpace
 
 COMMON = {"batch_size": 32, "lr": 0.05, "warmup_steps": 2, "schedule": "constant", "workers": 0,
           "eval_batch_size": 64, "progress": False}  # fmt: skip
@@ -99,6 +108,10 @@ def test_fidelity_resumes_after_sigkill_without_retraining_a_finished_sub_run(pi
     goals = summary["goals"]
     assert goals["tau"]["value"] == summary["ranking"]["tau"] and "goal tau" in report
     assert ("goal winner" in report) == ("winner" in goals) == ("search_vs_random" in summary)
+    assert "choice effects" in report and summary["ranking"]["blind_spots"] == blind_spots(
+        [Arch.parse(r["arch"], TINY_SPACE["stage_depths"]) for r in summary["rows"]], [r["standalone_mean"] for r in summary["rows"]],
+        [r["supernet_score"] for r in summary["rows"]], [r["macs"] for r in summary["rows"]])  # fmt: skip
+    assert format_summary(summary).count("\n") == report.split("```")[1].strip().count("\n")
 
 
 def test_a_second_supernet_reuses_every_stand_alone_result(pipeline_run, tmp_path):
@@ -178,6 +191,33 @@ def test_truth_signal_blocks_the_seeds_and_its_perfect_ranker_tau_matches_a_simu
     assert flat["anova_p"] == pytest.approx(1.0) and flat["signal_share"] == 0 and flat["perfect_tau"] == 0
     assert flat["seed_sd"] == pytest.approx(np.sqrt(np.var([-0.02, 0.02, -0.04], ddof=1) / 2))
     assert truth_signal(acc[:, :1])["perfect_tau"] is None  # one seed: no noise estimate
+
+
+def test_choice_effects_hold_macs_fixed_and_blind_spots_name_what_the_supernet_misses():
+    rng = np.random.default_rng(3)
+    archs = [Arch(tuple(int(g) for g in rng.integers(0, 4, 3)), (5, 5, 5), (1, 1, 1)) for _ in range(60)]
+    xcept = np.array([float(a.blocks[0] == 3) for a in archs])
+    # SXB-3 blocks cost more, so MACs and the choice go together: a fit without MACs would mix them.
+    macs = 1e6 + 2e5 * xcept + rng.normal(0, 5e4, 60)
+    noise = rng.normal(0, 0.001, 60)
+    acc = 0.90 + 0.01 * (macs - 1e6) / 1e5 - 0.004 * xcept + noise
+    e = next(x for x in choice_effects(archs, acc, macs) if (x["block"], x["choice"]) == (0, 3))
+    assert e["effect"] == pytest.approx(-0.004, abs=0.001) and e["p"] < 1e-6 and e["archs"] == int(xcept.sum())
+    # The coefficient and its standard error are scipy's slope once MACs are partialled out of
+    # both sides (Frisch-Waugh), with one degree of freedom fewer for the MACs slope.
+    basis = np.column_stack([np.ones(60), macs])
+    part = lambda v: v - basis @ np.linalg.lstsq(basis, v, rcond=None)[0]
+    fwl = linregress(part(xcept), part(acc))
+    assert e["effect"] == pytest.approx(fwl.slope) and e["se"] == pytest.approx(fwl.stderr * np.sqrt(58 / 57))
+    # A supernet that sees the penalty (and ranks nothing else) versus one that sees only MACs.
+    seeing = blind_spots(archs, acc, 0.8 - 0.004 * xcept + rng.normal(0, 0.001, 60), macs)
+    blind = blind_spots(archs, acc, 0.8 + 0.01 * (macs - 1e6) / 1e5 + rng.normal(0, 0.001, 60), macs)
+    assert [(x["block"], x["choice"], x["seen"]) for x in seeing if x["block"] == 0 and x["choice"] == 3] == [(0, 3, True)]
+    assert [(x["block"], x["choice"], x["seen"]) for x in blind if x["block"] == 0 and x["choice"] == 3] == [(0, 3, False)]
+    assert all(x["standalone_p"] < 0.05 for x in blind)
+    # A choice fewer than three archs have (or lack) is not fitted.
+    rare = [Arch((3 if i < 2 else 0, 0, 0), (5, 5, 5), (1, 1, 1)) for i in range(10)]
+    assert all(x["choice"] != 3 for x in choice_effects(rare, rng.normal(size=10), rng.normal(size=10)))
 
 
 def test_winner_percentile_and_gaps_against_random_archs_on_a_constructed_case():

@@ -29,18 +29,20 @@ from scipy.stats import kendalltau, rankdata
 
 from spos.configs import load_config
 from spos.fidelity import (
+    blind_spots,
     grade_goals,
     ranking_stats,
     standalone_keys,
     truth_signal,
     winner_vs_random,
 )
-from spos.space import SearchSpace
+from spos.space import Arch, SearchSpace
 from spos.store import Store
 
 HERE = Path(__file__).resolve().parent
 #: supernet -> (its K = 32 file, its K = 16 file)
 SUPERNETS = {"demo (2 threads)": ("k32/demo.json", "search-window/demo-warm0.json"),
+             "demo, 2026-12-07 (2 threads)": ("k32/demo-amd-1207.json", "search-window/demo-amd-1207.json"),
              **{f"warm0-e12 seed {s} (1 thread)": (f"k32/warm0-e12-seed{s}.json", f"search-window/warm0-e12-seed{s}.json")
                 for s in range(4)}}  # fmt: skip
 
@@ -111,26 +113,28 @@ def main() -> None:
         print(f"| {name} | {cells[0]['tau']:+.2f} [{cells[0]['tau_ci'][0]:+.2f}, {cells[0]['tau_ci'][1]:+.2f}] "
               f"| {cells[1]['tau']:+.2f} | {cells[2]['tau']:+.2f} [{cells[2]['tau_ci'][0]:+.2f}, "
               f"{cells[2]['tau_ci'][1]:+.2f}] | {'met' if g['met'] else 'not met'} ({g['bar']:.2f}) | {bias:+.2f} |")  # fmt: skip
+    print("\nwhat each supernet sees of the block choices that move stand-alone accuracy (all the archs, "
+          "MACs held fixed; spos fidelity's `choice effects`):")
+    parsed = [Arch.parse(x, space.stage_depths) for x in sets[last]]
+    for name, (s32, s16) in found.items():
+        scores = {**s32, **s16}
+        spots = blind_spots(parsed, acc[last].mean(axis=1), [scores[x]["supernet_score"] for x in sets[last]],
+                            [costs[x]["macs"] for x in sets[last]])  # fmt: skip
+        print(f"  {name}: " + "; ".join(f"block {e['block']} {e['name']} {100 * e['standalone']:+.2f} stand-alone, "
+                                        f"{100 * e['supernet']:+.2f} (p {e['supernet_p']:.2g}) supernet" for e in spots))
     mean48 = acc[last].mean(axis=1)
     print(f"consensus (mean rank) of the {len(ranks)} supernets on all the archs: tau "
           f"{kendalltau(np.mean(ranks, axis=0), mean48)[0]:+.2f}")
-    block_effects(store, space, space_hash, recipe_hash)
+    block_effects(store, space)
 
 
-def block_effects(store: Store, space: SearchSpace, space_hash: str, recipe_hash: str) -> None:
+def block_effects(store: Store, space: SearchSpace) -> None:
     """Least squares of every stored arch's stand-alone mean (seeds 0 and 1, this recipe) on its
     MACs and one indicator per (block, choice), choice 0 (ShuffleNet 3x3) the reference."""
     from spos.cost.table import cost_table
-    from spos.space import Arch
 
-    with closing(sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)) as db:
-        got = db.execute("SELECT arch, seed, accuracy FROM standalone WHERE space_hash = ? AND recipe_hash = ? "
-                         "AND seed < 2", (space_hash, recipe_hash)).fetchall()  # fmt: skip
-    runs: dict[str, dict[int, float]] = {}
-    for arch, seed, accuracy in got:
-        runs.setdefault(arch, {})[seed] = accuracy
-    archs = sorted(a for a, r in runs.items() if len(r) == 2)
-    y = 100 * np.array([np.mean(list(runs[a].values())) for a in archs])
+    _, archs, means = stored_means(store.path)
+    y = 100 * means
     table = cost_table(space)
     blocks = [a.split(":")[0].replace("-", "") for a in archs]
     names = ["intercept", "MACs (per million)"] + [f"block {i} choice {c}" for i in range(len(blocks[0])) for c in "123"]
@@ -142,6 +146,22 @@ def block_effects(store: Store, space: SearchSpace, space_hash: str, recipe_hash
     print(f"\nstand-alone mean (points) on MACs and block choices, {len(archs)} stored archs x 2 seeds:")
     for n, c, e in zip(names[1:], coef[1:], se[1:]):
         print(f"  {n:20s} {c:+.2f} +- {e:.2f}{'  *' if abs(c) > 2 * e else ''}")
+
+
+def stored_means(store: Path = HERE / "spos-store.sqlite") -> tuple[SearchSpace, list[str], np.ndarray]:
+    """The demo's space, and every arch the store holds seeds 0 and 1 of under the demo's 5-epoch
+    recipe with their mean accuracy."""
+    preset = load_config("fashion-mnist")
+    space = SearchSpace.from_options(preset["space"])
+    space_hash, recipe_hash = standalone_keys(space, dict(preset["subnet"]), "builtin")
+    with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        got = db.execute("SELECT arch, seed, accuracy FROM standalone WHERE space_hash = ? AND recipe_hash = ? "
+                         "AND seed < 2", (space_hash, recipe_hash)).fetchall()  # fmt: skip
+    runs: dict[str, dict[int, float]] = {}
+    for arch, seed, acc in got:
+        runs.setdefault(arch, {})[seed] = acc
+    archs = sorted(a for a, r in runs.items() if len(r) == 2)
+    return space, archs, np.array([np.mean(list(runs[a].values())) for a in archs])
 
 
 if __name__ == "__main__":

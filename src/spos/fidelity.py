@@ -15,7 +15,9 @@ the way the search does, and measures how well the two rankings agree:
   percentile and its gap to their median and best, with bootstrap intervals;
 - whether the ground truth can rank these archs at all (:func:`truth_signal`): a two-way
   ANOVA (archs, seeds as blocks), the share of the seed means' variance that is the archs' own,
-  and the τ a perfect ranker would reach against those means.
+  and the τ a perfect ranker would reach against those means;
+- what the supernet misses (:func:`blind_spots`): the block choices that move stand-alone
+  accuracy with MACs held fixed, each beside what the same choice does to the supernet score.
 
 Nothing is computed twice: stand-alone results and supernet scores go into the SQLite store
 (:mod:`spos.store`). Every (arch, seed) is its own resumable training run under
@@ -51,7 +53,7 @@ from .runs import (
     write_run_info,
 )
 from .runtime import rank_world
-from .space import Arch, SearchSpace
+from .space import BLOCK_NAMES, Arch, SearchSpace
 from .store import Store, beside, config_hash, file_hash
 
 FIDELITY_FILES = ("fidelity.json", "fidelity.csv", "fidelity.png")
@@ -352,6 +354,62 @@ def truth_signal(accuracy: np.ndarray) -> dict:
             "perfect_tau": float(2 / np.pi * np.arcsin(np.sqrt(share)))}  # fmt: skip
 
 
+def choice_effects(archs: Sequence[Arch], values: Sequence[float], macs: Sequence[float], min_count: int = 3) -> list[dict]:
+    """What a block choice at one position does to ``values`` (one per arch), MACs held fixed.
+
+    For every (block, block gene) that at least ``min_count`` archs have and at least
+    ``min_count`` lack: the least-squares coefficient ``effect`` of its indicator in
+    values ~ 1 + MACs + indicator (in the units of ``values``), its standard error and the
+    two-sided p of Student's t with n − 3 degrees of freedom (``scipy.stats.t``). One regression
+    per choice: with K = 16 to 48 archs a joint fit of every choice would have as many unknowns
+    as archs. MACs are a covariate because the block types differ in cost.
+    """
+    from scipy.stats import t as t_dist
+
+    y, m = np.asarray(values, float), np.asarray(macs, float)
+    n = len(y)
+    out = []
+    if n < 4:
+        return out
+    m = (m - m.mean()) / (m.std() or 1.0)
+    for pos in range(len(archs[0].blocks)):
+        for gene in range(len(BLOCK_NAMES)):
+            ind = np.array([float(a.blocks[pos] == gene) for a in archs])
+            have = int(ind.sum())
+            if have < min_count or n - have < min_count:
+                continue
+            x = np.column_stack([np.ones(n), m, ind])
+            coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+            resid = y - x @ coef
+            var = float(resid @ resid) / (n - 3)
+            cov = var * np.linalg.pinv(x.T @ x)
+            se = float(np.sqrt(max(cov[2, 2], 0.0)))
+            effect = float(coef[2])
+            p = float(2 * t_dist.sf(abs(effect) / se, n - 3)) if se > 0 else (0.0 if effect else 1.0)
+            out.append({"block": pos, "choice": gene, "name": BLOCK_NAMES[gene], "archs": have,
+                        "effect": effect, "se": se, "p": p})  # fmt: skip
+    return out
+
+
+def blind_spots(archs: Sequence[Arch], standalone: Sequence[float], score: Sequence[float], macs: Sequence[float],
+                alpha: float = 0.05) -> list[dict]:  # fmt: skip
+    """The block choices that move stand-alone accuracy (:func:`choice_effects`, p < ``alpha``),
+    each with what the same choice does to the supernet score: where the supernet's effect has
+    the other sign or is not significant, the supernet does not see what training sees. Sorted
+    by the stand-alone p."""
+    truth = choice_effects(archs, standalone, macs)
+    seen = {(e["block"], e["choice"]): e for e in choice_effects(archs, score, macs)}
+    rows = []
+    for e in sorted(truth, key=lambda e: e["p"]):
+        if e["p"] >= alpha:
+            continue
+        s = seen[(e["block"], e["choice"])]
+        rows.append({"block": e["block"], "choice": e["choice"], "name": e["name"], "archs": e["archs"],
+                     "standalone": e["effect"], "standalone_p": e["p"], "supernet": s["effect"],
+                     "supernet_p": s["p"], "seen": bool(s["p"] < alpha and np.sign(s["effect"]) == np.sign(e["effect"]))})  # fmt: skip
+    return rows
+
+
 def winner_vs_random(winner: Sequence[float], random: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
     """The winner's mean stand-alone accuracy against the random archs' means (archs × seeds).
 
@@ -592,6 +650,8 @@ def _summarise(space, every, archs, winner, standalone, scores, config, store) -
     stats["fitness"] = config.fitness
     stats["tau_acc"] = _tau([r["supernet_acc"] for r in rows], acc.mean(axis=1))
     stats["tau_loss"] = _tau([-r["supernet_loss"] for r in rows], acc.mean(axis=1))
+    stats["blind_spots"] = blind_spots(every, acc.mean(axis=1), [r["supernet_score"] for r in rows],
+                                       [r["macs"] for r in rows])  # fmt: skip
     summary = {"archs": len(archs), "seeds": config.seeds, "ranking": stats, "rows": rows,
                "store": {"path": str(store.path), "hits": store.hits, "misses": store.misses}}  # fmt: skip
     rand = np.asarray([r["standalone"] for r in rows if r["role"] == "random"])
@@ -651,6 +711,8 @@ def format_summary(s: dict) -> str:
     if "tau_acc" in r:
         lines.insert(2, f"fitness          {r['fitness']} (tau of held-out top-1 {r['tau_acc']:+.3f}, of minus "
                         f"held-out loss {r['tau_loss']:+.3f})")
+    if "blind_spots" in r:
+        lines.append(_choice_line(r["blind_spots"], r["fitness"]))
     w = s.get("search_vs_random")
     if w:
         lines.append(f"search vs random winner {100 * w['winner_mean']:.2f}% at percentile {w['percentile']:.0f} "
@@ -662,6 +724,17 @@ def format_summary(s: dict) -> str:
     lines.append(f"store            {st['path']}: stand-alone hits {st['hits']['standalone']} / misses "
                  f"{st['misses']['standalone']}, score hits {st['hits']['supernet_score']}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _choice_line(spots: list[dict], fitness: str) -> str:
+    if not spots:
+        return "choice effects   no block choice moves stand-alone accuracy at p < 0.05 (MACs held fixed)"
+    unit = "points" if fitness == "acc" else "x 0.01 of minus the loss"
+    parts = [f"block {e['block']} {e['name']} ({e['archs']} archs): stand-alone {100 * e['standalone']:+.2f} points "
+             f"(p {e['standalone_p']:.2g}), supernet score {100 * e['supernet']:+.2f} {unit} (p {e['supernet_p']:.2g}), "
+             f"{'seen' if e['seen'] else 'NOT seen'}" for e in spots[:3]]  # fmt: skip
+    more = f"; {len(spots) - 3} more in fidelity.json" if len(spots) > 3 else ""
+    return "choice effects   " + "; ".join(parts) + more
 
 
 def _goal_lines(g: dict | None) -> list[str]:
